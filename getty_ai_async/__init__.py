@@ -1,0 +1,60 @@
+"""Asyncio SDK for the Getty Images AI Generator API."""
+
+from __future__ import annotations
+
+from . import errors
+from ._client import AsyncGettyAI
+from ._limiter import LimiterStatistics, PendingLimiter
+from ._models import (
+    AspectRatio,
+    Category,
+    DepthOfField,
+    Download,
+    DownloadSize,
+    FileRegistration,
+    GeneratedImage,
+    Generation,
+    GenerationHistory,
+    GenerationHistoryItem,
+    GenerationRequest,
+    GenerationType,
+    LensType,
+    MediaType,
+    Mood,
+    PreviewUrl,
+    SizeName,
+)
+from ._transport import RetryPolicy
+from ._version import __version__
+
+__all__ = [
+    "AspectRatio",
+    "AsyncGettyAI",
+    "Category",
+    "DepthOfField",
+    "Download",
+    "DownloadSize",
+    "FileRegistration",
+    "GeneratedImage",
+    "Generation",
+    "GenerationHistory",
+    "GenerationHistoryItem",
+    "GenerationRequest",
+    "GenerationType",
+    "LensType",
+    "LimiterStatistics",
+    "MediaType",
+    "Mood",
+    "PendingLimiter",
+    "PreviewUrl",
+    "RetryPolicy",
+    "SizeName",
+    "__version__",
+    "errors",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("getty_ai_async._"):
+        _obj.__module__ = "getty_ai_async"
+del _name, _obj

@@ -1,0 +1,222 @@
+"""`AsyncGettyAI`: the client that every namespace and the fan-out engine share."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import cached_property
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from ._auth import GettyAuth, Grant, TokenProvider
+from ._constants import (
+    DEFAULT_BASE_URL,
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_PENDING,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    DEFAULT_TOKEN_URL,
+    DEFAULT_WAIT_TIMEOUT,
+    LOOPBACK_HOSTS,
+)
+from ._downloads import Downloads
+from ._files import Files, Uploads
+from ._generations import Generations
+from ._history import History
+from ._limiter import MaxPending, PendingLimiter
+from ._models import Generation, GenerationRequest
+from ._transport import RetryPolicy, Transport
+from ._version import __version__
+from .errors import ValidationError
+
+__all__ = ["AsyncGettyAI"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _checked_url(field: str, value: str, allow_insecure_http: bool) -> httpx.URL:
+    url = httpx.URL(value)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValidationError(field, f"{value!r} is not an http(s) URL")
+    if url.scheme == "http" and not allow_insecure_http and not _is_loopback(url.host):
+        raise ValidationError(
+            field,
+            f"refusing plain http to {url.host!r}: credentials would travel unencrypted "
+            "(use https, a loopback host, or allow_insecure_http=True)",
+        )
+    return url
+
+
+class AsyncGettyAI:
+    """Async client for the Getty Images AI Generator API.
+
+    One instance shares an HTTP connection pool, the token cache, the pending-generation
+    limiter and the optional requests-per-second budget; it is safe to use from many
+    tasks at once. Use it as ``async with AsyncGettyAI() as client:`` or call `aclose()`.
+
+    Credentials come from the arguments, else the environment (``GETTY_API_KEY``,
+    ``GETTY_API_SECRET``, ``GETTY_BASE_URL``, ``GETTY_TOKEN_URL``). With a secret the
+    client uses the OAuth2 client-credentials grant (or the password grant when
+    `username`/`password` are given); with `access_token` it uses that token; with only
+    a key it sends just the ``Api-Key`` header.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        base_url: str | None = None,
+        token_url: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        refresh_token: str | None = None,
+        access_token: str | None = None,
+        max_pending: MaxPending = DEFAULT_MAX_PENDING,
+        max_requests_per_second: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 4,
+        max_retry_time: float = 60.0,
+        retry_policy: RetryPolicy | None = None,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        api_key = api_key or os.environ.get("GETTY_API_KEY")
+        if not api_key:
+            raise ValidationError("api_key", "missing: pass api_key= or set GETTY_API_KEY")
+        api_secret = api_secret or os.environ.get("GETTY_API_SECRET") or None
+        self.base_url = _checked_url(
+            "base_url",
+            base_url or os.environ.get("GETTY_BASE_URL") or DEFAULT_BASE_URL,
+            allow_insecure_http,
+        )
+        self.token_url = _checked_url(
+            "token_url",
+            token_url or os.environ.get("GETTY_TOKEN_URL") or DEFAULT_TOKEN_URL,
+            allow_insecure_http,
+        )
+        if poll_interval <= 0:
+            raise ValidationError("poll_interval", "must be > 0 seconds")
+        if wait_timeout <= 0:
+            raise ValidationError("wait_timeout", "must be > 0 seconds")
+        if max_retries < 0:
+            raise ValidationError("max_retries", "must be >= 0")
+        if (username is None) != (password is None):
+            raise ValidationError(
+                "password" if password is None else "username", "username and password go together"
+            )
+        try:
+            self._limiter = PendingLimiter(max_pending)
+        except ValueError as exc:
+            raise ValidationError("max_pending", str(exc)) from None
+
+        self.poll_interval = poll_interval
+        self.wait_timeout = wait_timeout
+        self.max_requests_per_second = max_requests_per_second
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            transport=transport,
+            timeout=timeout,
+            limits=limits,
+            headers={"User-Agent": f"getty-ai-async/{__version__}"},
+        )
+        tokens = None
+        if access_token or api_secret or refresh_token:
+            grant = Grant(
+                client_id=api_key,
+                client_secret=api_secret,
+                username=username,
+                password=password,
+                refresh_token=refresh_token,
+                access_token=access_token,
+            )
+            tokens = TokenProvider(
+                grant=grant, token_url=str(self.token_url), send=self._send_token_request
+            )
+        self._auth = GettyAuth(api_key, self.base_url, tokens)
+        policy = retry_policy or RetryPolicy(max_retries=max_retries, max_retry_time=max_retry_time)
+        self._transport = Transport(self._http, self._auth, self.base_url, policy)
+        self._closed = False
+
+    # ------------------------------------------------------------------ namespaces
+
+    @cached_property
+    def generations(self) -> Generations:
+        """Generate images and edit them (refine, extend, variations, ...)."""
+        return Generations(self)
+
+    @cached_property
+    def downloads(self) -> Downloads:
+        """Buy and save full-size images."""
+        return Downloads(self)
+
+    @cached_property
+    def history(self) -> History:
+        """The account's past generations."""
+        return History(self)
+
+    @cached_property
+    def files(self) -> Files:
+        """Register your own images for influence and background generation."""
+        return Files(self)
+
+    @cached_property
+    def uploads(self) -> Uploads:
+        """Upload masks and reference images."""
+        return Uploads(self)
+
+    @property
+    def limiter(self) -> PendingLimiter:
+        """The pending-generation cap shared by every call of this client."""
+        return self._limiter
+
+    # --------------------------------------------------------------------- helpers
+
+    async def generate(self, prompt: str | GenerationRequest, **options: Any) -> Generation:
+        """Generate images and wait for them: shorthand for `generations.create`."""
+        return await self.generations.create(prompt, **options)
+
+    async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
+        # Retried like any idempotent call: a token request costs nothing.
+        return await self._transport.send_with_retries(
+            lambda: request, idempotent=True, auth=httpx.Auth()
+        )
+
+    # ------------------------------------------------------------------- lifecycle
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was passed in by the caller)."""
+        self._closed = True
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        mode = "api-key" if self._auth.tokens is None else self._auth.tokens.grant.kind
+        return (
+            f"{type(self).__name__}(base_url={str(self.base_url)!r}, auth={mode!r}, "
+            f"max_pending={'auto' if self._limiter.adaptive else self._limiter.limit!r})"
+        )

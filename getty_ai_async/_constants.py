@@ -1,0 +1,16 @@
+"""Defaults, in one place."""
+
+from __future__ import annotations
+
+import httpx
+
+DEFAULT_BASE_URL = "https://api.gettyimages.com"
+DEFAULT_TOKEN_URL = "https://authentication.gettyimages.com/oauth2/token"  # noqa: S105
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+DEFAULT_MAX_PENDING = 8
+DEFAULT_POLL_INTERVAL = 1.0
+# Getty: "there may be a period of time (up to 60 seconds) before the generated images
+# are available"; leave headroom for queueing.
+DEFAULT_WAIT_TIMEOUT = 120.0
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})

@@ -1,0 +1,430 @@
+"""`client.generations`: create images and every edit of them, then wait for the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from ._models import (
+    AspectRatio,
+    BackgroundGenerationRequest,
+    BackgroundRemovalRequest,
+    DepthOfField,
+    ExtendRequest,
+    Generation,
+    GenerationRequest,
+    InfluenceColorRequest,
+    InfluenceCompositionRequest,
+    LensType,
+    MediaType,
+    Mood,
+    ReferenceGeneration,
+    RefineRequest,
+    RemoveObjectRequest,
+    VariationRequest,
+    _Request,
+)
+from ._resource import AsyncResource, build, poll_until_ready
+from ._routes import ROUTES, Route, validate_id, validate_index
+from ._transport import retry_after_seconds
+from .errors import GoneError, NotFoundError, RateLimitError, ValidationError
+
+__all__ = ["Generations"]
+
+
+def _reference(
+    asset_id: str | None, generation_request_id: str | None, index: int | None
+) -> dict[str, Any]:
+    """Turn the friendly `asset_id` / `generation_request_id`+`index` pair into the wire form."""
+    if generation_request_id is None:
+        if index is not None and asset_id is None:
+            raise ValidationError(
+                "generation_request_id", "index given without generation_request_id"
+            )
+        return {"reference_asset_id": asset_id}
+    if index is None:
+        raise ValidationError("index", "required with generation_request_id")
+    return {
+        "reference_asset_id": asset_id,
+        "reference_generation": build(
+            ReferenceGeneration, generation_request_id=generation_request_id, index=index
+        ),
+    }
+
+
+class Generations(AsyncResource):
+    """Text-to-image generation, edits (refine, extend, variations, ...) and polling."""
+
+    async def create(
+        self,
+        prompt: str | GenerationRequest,
+        *,
+        negative_prompt: str | None = None,
+        seed: int | None = None,
+        aspect_ratio: AspectRatio | str | None = None,
+        media_type: MediaType | str | None = None,
+        mood: Mood | str | None = None,
+        lens_type: LensType | str | None = None,
+        depth_of_field: DepthOfField | str | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Generate images from a prompt (or a prepared `GenerationRequest`).
+
+        With ``wait=True`` (the default) a 202 is polled until the images are ready;
+        with ``wait=False`` the pending `Generation` comes back at once.
+        """
+        if isinstance(prompt, GenerationRequest):
+            request = prompt
+        else:
+            request = build(
+                GenerationRequest,
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                seed=seed,
+                aspect_ratio=aspect_ratio,
+                media_type=media_type,
+                mood=mood,
+                lens_type=lens_type,
+                depth_of_field=depth_of_field,
+                product_id=product_id,
+                project_code=project_code,
+                notes=notes,
+            )
+        return await self.submit(ROUTES["generate"], request, wait=wait, timeout=timeout)
+
+    async def get(self, generation_request_id: str) -> Generation:
+        """One GET of a generation; check `is_pending` on the result."""
+        validate_id("generation_request_id", generation_request_id)
+        limiter = self._client._limiter
+        try:
+            response = await self._transport.request(
+                ROUTES["get_generation"],
+                path_params={"generation_request_id": generation_request_id},
+            )
+        except (NotFoundError, GoneError):
+            limiter.finished(generation_request_id)
+            raise
+        generation = Generation.from_response(response.json(), pending=response.status_code == 202)
+        if not generation.is_pending:
+            limiter.finished(generation_request_id)
+        return generation
+
+    async def wait(
+        self,
+        generation_request_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+    ) -> Generation:
+        """Poll until the generation is ready; `GenerationTimeoutError` after `timeout` seconds."""
+        validate_id("generation_request_id", generation_request_id)
+        return await self._poll(generation_request_id, timeout, poll_interval, immediate=True)
+
+    async def variations(
+        self,
+        generation_request_id: str,
+        index: int,
+        *,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """New images in the spirit of one image of an earlier generation."""
+        path_params: dict[str, str | int] = {
+            "generation_request_id": validate_id("generation_request_id", generation_request_id),
+            "index": validate_index(index),
+        }
+        request = build(
+            VariationRequest, product_id=product_id, project_code=project_code, notes=notes
+        )
+        return await self.submit(
+            ROUTES["variations"], request, path_params=path_params, wait=wait, timeout=timeout
+        )
+
+    async def refine(
+        self,
+        *,
+        mask_url: str,
+        asset_id: str | None = None,
+        generation_request_id: str | None = None,
+        index: int | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Repaint the masked area of a Getty asset or a generated image."""
+        request = build(
+            RefineRequest,
+            **_reference(asset_id, generation_request_id, index),
+            mask_url=mask_url,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+        )
+        return await self.submit(ROUTES["refine"], request, wait=wait, timeout=timeout)
+
+    async def extend(
+        self,
+        *,
+        asset_id: str | None = None,
+        generation_request_id: str | None = None,
+        index: int | None = None,
+        left_percentage: float | None = None,
+        right_percentage: float | None = None,
+        top_percentage: float | None = None,
+        bottom_percentage: float | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Extend an image past its borders; percentages >= 0, at least one > 0."""
+        request = build(
+            ExtendRequest,
+            **_reference(asset_id, generation_request_id, index),
+            left_percentage=left_percentage,
+            right_percentage=right_percentage,
+            top_percentage=top_percentage,
+            bottom_percentage=bottom_percentage,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+        )
+        return await self.submit(ROUTES["extend"], request, wait=wait, timeout=timeout)
+
+    async def remove_background(
+        self,
+        *,
+        asset_id: str | None = None,
+        generation_request_id: str | None = None,
+        index: int | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Cut the subject out of a Getty asset or a generated image."""
+        request = build(
+            BackgroundRemovalRequest,
+            **_reference(asset_id, generation_request_id, index),
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+        )
+        return await self.submit(ROUTES["remove_background"], request, wait=wait, timeout=timeout)
+
+    async def remove_object(
+        self,
+        *,
+        mask_url: str,
+        asset_id: str | None = None,
+        generation_request_id: str | None = None,
+        index: int | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Erase the masked object from a Getty asset or a generated image."""
+        request = build(
+            RemoveObjectRequest,
+            **_reference(asset_id, generation_request_id, index),
+            mask_url=mask_url,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+        )
+        return await self.submit(ROUTES["remove_object"], request, wait=wait, timeout=timeout)
+
+    async def influence_color(
+        self,
+        *,
+        asset_id: str | None = None,
+        generation_request_id: str | None = None,
+        index: int | None = None,
+        file_registration_id: str | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        noise_level: float | None = None,
+        media_type: MediaType | str | None = None,
+        mood: Mood | str | None = None,
+        seed: int | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Generate images whose colours follow a reference image (noise_level 0-1)."""
+        request = build(
+            InfluenceColorRequest,
+            **_reference(asset_id, generation_request_id, index),
+            reference_file_registration_id=file_registration_id,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            noise_level=noise_level,
+            media_type=media_type,
+            mood=mood,
+            seed=seed,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+        )
+        return await self.submit(ROUTES["influence_color"], request, wait=wait, timeout=timeout)
+
+    async def influence_composition(
+        self,
+        *,
+        asset_id: str | None = None,
+        generation_request_id: str | None = None,
+        index: int | None = None,
+        file_registration_id: str | None = None,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        influence_level: float | None = None,
+        media_type: MediaType | str | None = None,
+        mood: Mood | str | None = None,
+        seed: int | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Generate images whose composition follows a reference image (influence_level 0-1)."""
+        request = build(
+            InfluenceCompositionRequest,
+            **_reference(asset_id, generation_request_id, index),
+            reference_file_registration_id=file_registration_id,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            influence_level=influence_level,
+            media_type=media_type,
+            mood=mood,
+            seed=seed,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+        )
+        return await self.submit(
+            ROUTES["influence_composition"], request, wait=wait, timeout=timeout
+        )
+
+    async def generate_background(
+        self,
+        *,
+        file_registration_id: str,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        left_percentage: float | None = None,
+        right_percentage: float | None = None,
+        top_percentage: float | None = None,
+        bottom_percentage: float | None = None,
+        product_id: int | None = None,
+        project_code: str | None = None,
+        notes: str | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """Place a registered product image (category CustomerProduct) on a generated background."""
+        request = build(
+            BackgroundGenerationRequest,
+            reference_file_registration_id=file_registration_id,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            left_percentage=left_percentage,
+            right_percentage=right_percentage,
+            top_percentage=top_percentage,
+            bottom_percentage=bottom_percentage,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+        )
+        return await self.submit(ROUTES["generate_background"], request, wait=wait, timeout=timeout)
+
+    async def submit(
+        self,
+        route: Route,
+        request: _Request,
+        *,
+        path_params: dict[str, str | int] | None = None,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Generation:
+        """POST a generation-creating request under the pending cap, then wait if asked.
+
+        The slot is taken before the POST and held until the generation ends; with
+        ``wait=False`` it stays parked until a `get`/`wait` sees the generation finish.
+        """
+        limiter = self._client._limiter
+        policy = self._transport.policy
+        body = request.to_body()
+        started = anyio.current_time()
+        rate_limited = 0
+        while True:
+            async with limiter.slot() as slot:
+                try:
+                    response = await self._transport.request(
+                        route, path_params=path_params, json=body, retry_rate_limits=False
+                    )
+                except RateLimitError as exc:
+                    limiter.rate_limited(slot)
+                    rate_limited += 1
+                    elapsed = anyio.current_time() - started
+                    if rate_limited > policy.max_retries or elapsed > policy.max_retry_time:
+                        raise
+                    delay = retry_after_seconds(exc.response, policy.max_retry_after)
+                else:
+                    generation = Generation.from_response(
+                        response.json(), pending=response.status_code == 202
+                    )
+                    if not generation.is_pending:
+                        limiter.succeeded()
+                        return generation
+                    if not wait:
+                        limiter.park(slot, generation.generation_request_id)
+                        return generation
+                    finished = await self._poll(generation.generation_request_id, timeout, None)
+                    limiter.succeeded()
+                    return finished
+            # Out of the slot: a 429 here usually means the account's pending cap is
+            # full, so the best moment to retry is when one of our generations ends.
+            await limiter.wait_for_release(policy.rate_limit_wait if delay is None else delay)
+
+    async def _poll(
+        self,
+        generation_request_id: str,
+        timeout: float | None,
+        poll_interval: float | None,
+        *,
+        immediate: bool = False,
+    ) -> Generation:
+        client = self._client
+        return await poll_until_ready(
+            lambda: self.get(generation_request_id),
+            lambda generation: generation.is_pending,
+            generation_request_id=generation_request_id,
+            interval=client.poll_interval if poll_interval is None else poll_interval,
+            timeout=client.wait_timeout if timeout is None else timeout,
+            immediate=immediate,
+        )

@@ -1,0 +1,159 @@
+"""The pending-generation cap: fixed, or adaptive (AIMD) when the account's cap is unknown."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+
+__all__ = ["MaxPending", "PendingLimiter", "Slot"]
+
+MaxPending = int | Literal["auto"]
+
+_AUTO_START = 4
+_AUTO_CEILING = 512
+_DECREASE = 0.7
+# A slot parked by `create(wait=False)` is given back after this long even if nobody
+# polls it: the service finishes generations within about a minute.
+_PARKED_TTL = 120.0
+
+
+class Slot:
+    """One unit of the pending cap; identity matters, the object is the borrower."""
+
+    __slots__ = ("epoch", "parked", "released")
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.parked = False
+        self.released = False
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterStatistics:
+    """A snapshot for progress displays."""
+
+    limit: int
+    in_use: int
+    waiting: int
+    parked: int
+
+
+class PendingLimiter:
+    """Caps generations that are submitted and not yet finished.
+
+    A slot is taken before the POST and returned when the generation ends in any way.
+    With ``max_pending="auto"`` the limit starts low, grows by one per success until the
+    first 429 (slow start), then by ``1/limit`` per success, and shrinks by 30% on a 429
+    from a submit (once per round: submits already in flight when it shrank don't count).
+    """
+
+    def __init__(self, max_pending: MaxPending, *, ceiling: int = _AUTO_CEILING) -> None:
+        self.adaptive = max_pending == "auto"
+        if isinstance(max_pending, bool) or not (
+            self.adaptive or (isinstance(max_pending, int) and max_pending >= 1)
+        ):
+            raise ValueError(f"max_pending must be a positive int or 'auto', got {max_pending!r}")
+        start = _AUTO_START if max_pending == "auto" else int(max_pending)
+        self._ceiling = max(ceiling, start)
+        self._limit = float(start)
+        self._threshold = float(self._ceiling)
+        self._epoch = 0
+        self._limiter = anyio.CapacityLimiter(start)
+        self._parked: dict[str, tuple[Slot, float]] = {}
+        self._released = anyio.Event()
+        self.rate_limited_count = 0
+
+    @property
+    def limit(self) -> int:
+        """The current cap (changes over time in auto mode)."""
+        return int(self._limiter.total_tokens)
+
+    @property
+    def in_use(self) -> int:
+        return int(self._limiter.borrowed_tokens)
+
+    def statistics(self) -> LimiterStatistics:
+        stats = self._limiter.statistics()
+        return LimiterStatistics(
+            limit=self.limit,
+            in_use=stats.borrowed_tokens,
+            waiting=stats.tasks_waiting,
+            parked=len(self._parked),
+        )
+
+    async def acquire(self) -> Slot:
+        """Wait for a free slot."""
+        self._expire_parked()
+        slot = Slot(self._epoch)
+        await self._limiter.acquire_on_behalf_of(slot)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        """Give a slot back; releasing twice is harmless."""
+        if not slot.released:
+            slot.released = True
+            self._limiter.release_on_behalf_of(slot)
+            self._released.set()
+            self._released = anyio.Event()
+
+    async def wait_for_release(self, timeout: float) -> None:
+        """Sleep until some slot is given back, or `timeout` seconds at most."""
+        released = self._released
+        with anyio.move_on_after(timeout):
+            await released.wait()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[Slot]:
+        """Hold a slot for the block unless it was parked meanwhile."""
+        slot = await self.acquire()
+        try:
+            yield slot
+        finally:
+            if not slot.parked:
+                self.release(slot)
+
+    def park(self, slot: Slot, generation_request_id: str) -> None:
+        """Keep `slot` busy after the call returns, until `finished(id)` or a timeout."""
+        slot.parked = True
+        self._parked[generation_request_id] = (slot, anyio.current_time() + _PARKED_TTL)
+
+    def finished(self, generation_request_id: str) -> None:
+        """The generation ended (result, 404, 410): free its parked slot if any."""
+        parked = self._parked.pop(generation_request_id, None)
+        if parked is not None:
+            self.release(parked[0])
+
+    def succeeded(self) -> None:
+        """A generation finished: in auto mode, grow the limit."""
+        if not self.adaptive:
+            return
+        step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
+        self._set_limit(self._limit + step)
+
+    def rate_limited(self, slot: Slot) -> None:
+        """A submit holding `slot` got 429: in auto mode, shrink once per round."""
+        self.rate_limited_count += 1
+        if not self.adaptive or slot.epoch < self._epoch:
+            return
+        self._epoch += 1
+        self._threshold = max(1.0, self._limit * _DECREASE)
+        self._set_limit(self._threshold)
+
+    def _set_limit(self, value: float) -> None:
+        self._limit = min(max(value, 1.0), float(self._ceiling))
+        tokens = math.floor(self._limit)
+        if tokens != self._limiter.total_tokens:
+            self._limiter.total_tokens = tokens
+
+    def _expire_parked(self) -> None:
+        if not self._parked:
+            return
+        now = anyio.current_time()
+        for generation_request_id, (_, expires) in list(self._parked.items()):
+            if expires <= now:
+                self.finished(generation_request_id)

@@ -1,0 +1,100 @@
+"""Every route of the AI Generator API in one table, so a path change is one line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import quote
+
+from .errors import ValidationError
+
+__all__ = ["ROUTES", "Route", "validate_id", "validate_index"]
+
+_PLACEHOLDER = re.compile(r"{(\w+)}")
+_FORBIDDEN_IN_ID = ("/", "\\", "..", "?", "#", "%")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One operation: HTTP method and path template."""
+
+    name: str
+    method: str
+    template: str
+    creates_generation: bool = False
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in {"GET", "PUT", "HEAD", "DELETE"}
+
+    def path(self, **params: str | int) -> str:
+        """Fill the template; ids and indexes are validated, then percent-encoded."""
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(1)
+            value = params[name]
+            if name == "index":
+                return str(validate_index(value))
+            return quote(validate_id(name, value), safe="")
+
+        return _PLACEHOLDER.sub(fill, self.template)
+
+
+def validate_id(field: str, value: object) -> str:
+    """Reject ids that could escape their path segment (``/``, ``..``, ``?``, ``#``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(field, "must be a non-empty string")
+    if any(bad in value for bad in _FORBIDDEN_IN_ID) or any(ch.isspace() for ch in value):
+        raise ValidationError(
+            field, f"{value!r} is not a valid id (no '/', '..', '?', '#', spaces)"
+        )
+    return value
+
+
+def validate_index(value: object) -> int:
+    """An image index: a non-negative int (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationError("index", f"must be a non-negative integer, got {value!r}")
+    return value
+
+
+_GEN = "/v3/ai/image-generations"
+_IMAGE = _GEN + "/{generation_request_id}/images/{index}"
+
+ROUTES: Final = {
+    route.name: route
+    for route in (
+        Route("generate", "POST", _GEN, creates_generation=True),
+        Route("get_generation", "GET", _GEN + "/{generation_request_id}"),
+        Route("variations", "POST", _IMAGE + "/variations", creates_generation=True),
+        Route("refine", "POST", _GEN + "/refine", creates_generation=True),
+        Route("extend", "POST", _GEN + "/extend", creates_generation=True),
+        Route("remove_background", "POST", _GEN + "/background-removal", creates_generation=True),
+        Route("remove_object", "POST", _GEN + "/object-removal", creates_generation=True),
+        Route(
+            "influence_color", "POST", _GEN + "/influence-color-by-image", creates_generation=True
+        ),
+        Route(
+            "influence_composition",
+            "POST",
+            _GEN + "/influence-composition-by-image",
+            creates_generation=True,
+        ),
+        Route(
+            "generate_background",
+            "POST",
+            "/beta/ai/image-generations/background-generations",
+            creates_generation=True,
+        ),
+        Route("download_sizes", "GET", _IMAGE + "/download-sizes"),
+        Route("download_create", "PUT", _IMAGE + "/download"),
+        Route("download_get", "GET", _IMAGE + "/download"),
+        Route("redownload", "POST", "/v3/ai/redownloads"),
+        Route("history_list", "GET", "/v3/ai/generation-history"),
+        Route("history_get", "GET", "/v3/ai/generation-history/{generation_request_id}"),
+        Route("file_register", "POST", "/beta/ai/file-registrations"),
+        Route("file_get", "GET", "/beta/ai/file-registrations/{file_registration_id}"),
+        Route("upload", "PUT", "/v3/search/by-image/uploads/{file_name}"),
+    )
+}

@@ -1,0 +1,206 @@
+"""One HTTP attempt, error mapping in one place, and retries with stamina."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+import stamina
+
+from ._routes import Route
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    InternalServerError,
+    RateLimitError,
+    make_status_error,
+)
+
+__all__ = ["RequestBudget", "RetryPolicy", "Transport", "retry_after_seconds"]
+
+log = logging.getLogger("getty_ai_async")
+
+# Timeouts and errors raised before a single byte of the request left the machine.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and how long to retry 429s, 5xx and connection errors."""
+
+    max_retries: int = 4
+    """Retries after the first attempt; 0 disables retrying."""
+    max_retry_time: float = 60.0
+    """Give up retrying once this many seconds have passed since the first attempt."""
+    wait_initial: float = 0.25
+    wait_max: float = 8.0
+    wait_jitter: float = 0.5
+    rate_limit_wait: float = 1.0
+    """Wait after a 429 that carries no Retry-After (Getty advises one second)."""
+    max_retry_after: float = 60.0
+    retry_unsafe_posts: bool = False
+    """Replay a POST that may have reached the server (risks paying twice)."""
+
+
+class RequestBudget(Protocol):
+    """A shared requests-per-second budget that every attempt draws from."""
+
+    async def acquire(self) -> None: ...
+
+    def throttled(self) -> None: ...
+
+
+def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
+    """Parse ``Retry-After`` (delta seconds or HTTP-date), capped; None when absent or bad."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    return min(max(seconds, 0.0), cap)
+
+
+class Transport:
+    """Sends requests for routes: auth, QPS budget, retries, error mapping, logging."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        auth: httpx.Auth,
+        base_url: httpx.URL,
+        policy: RetryPolicy,
+        budget: RequestBudget | None = None,
+    ) -> None:
+        self.http = http
+        self.auth = auth
+        self.base_url = base_url
+        self.policy = policy
+        self.budget = budget
+
+    def url(self, path: str) -> httpx.URL:
+        return self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
+
+    async def request(
+        self,
+        route: Route,
+        *,
+        path_params: Mapping[str, str | int] | None = None,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_rate_limits: bool = True,
+    ) -> httpx.Response:
+        """Send with retries; returns a 2xx response or raises a `GettyAIError`.
+
+        ``retry_rate_limits=False`` hands 429s to the caller at once: submits under the
+        pending limiter wait for a slot to free instead of sleeping on a retry.
+        """
+        url = self.url(route.path(**(path_params or {})))
+        return await self.send_with_retries(
+            lambda: self.http.build_request(
+                route.method, url, params=params, json=json, content=content, headers=headers
+            ),
+            idempotent=route.idempotent,
+            retry_rate_limits=retry_rate_limits,
+        )
+
+    async def send_with_retries(
+        self,
+        build: Callable[[], httpx.Request],
+        *,
+        idempotent: bool,
+        retry_rate_limits: bool = True,
+        auth: httpx.Auth | None = None,
+    ) -> httpx.Response:
+        """Send the request `build` makes, retrying per the policy (see `_backoff`)."""
+        policy = self.policy
+        attempts = 0
+        async for attempt in stamina.retry_context(
+            on=lambda exc: self._backoff(exc, idempotent, retry_rate_limits),
+            attempts=policy.max_retries + 1,
+            timeout=policy.max_retry_time,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
+        ):
+            with attempt:
+                attempts += 1
+                return await self.send(build(), attempt=attempts, auth=auth)
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def send(
+        self, request: httpx.Request, *, attempt: int = 1, auth: httpx.Auth | None = None
+    ) -> httpx.Response:
+        """One attempt: draw from the budget, send, map transport errors and statuses."""
+        if self.budget is not None:
+            await self.budget.acquire()
+        started = time.perf_counter()
+        try:
+            response = await self.http.send(request, auth=auth or self.auth)
+        except httpx.TransportError as exc:
+            sent = not isinstance(exc, _NOT_SENT)
+            log.debug(
+                "%s %s -> %s (attempt %d, %.3fs, may have been sent: %s)",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+                attempt,
+                time.perf_counter() - started,
+                sent,
+            )
+            error = (
+                APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+            )
+            raise error(
+                f"{request.method} {request.url.path} failed: {type(exc).__name__}: {exc}",
+                request=request,
+                may_have_been_sent=sent,
+            ) from exc
+        log.debug(
+            "%s %s -> %d (attempt %d, %.3fs)",
+            request.method,
+            request.url.path,
+            response.status_code,
+            attempt,
+            time.perf_counter() - started,
+        )
+        if response.status_code >= 400:
+            if response.status_code == 429 and self.budget is not None:
+                self.budget.throttled()
+            raise make_status_error(response)
+        return response
+
+    def _backoff(self, exc: Exception, idempotent: bool, retry_rate_limits: bool) -> bool | float:
+        """stamina's `on` hook: False to give up, True for exponential backoff, or seconds."""
+        policy = self.policy
+        if isinstance(exc, RateLimitError):
+            if not retry_rate_limits:
+                return False
+            waited = retry_after_seconds(exc.response, policy.max_retry_after)
+            if waited is not None:
+                return waited
+            return policy.rate_limit_wait * (1 + 0.25 * random.random())
+        if isinstance(exc, InternalServerError):
+            # A gateway timeout may hide a POST the service went on to process.
+            if exc.status_code == 504 and not idempotent and not policy.retry_unsafe_posts:
+                return False
+            waited = retry_after_seconds(exc.response, policy.max_retry_after)
+            return True if waited is None else waited
+        if isinstance(exc, APIConnectionError):
+            return not exc.may_have_been_sent or idempotent or policy.retry_unsafe_posts
+        return isinstance(exc, APIStatusError) and exc.status_code == 408

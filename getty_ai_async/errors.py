@@ -1,0 +1,176 @@
+"""Exceptions raised by getty-ai-async.
+
+The hierarchy::
+
+    GettyAIError
+    ├── ValidationError            bad input, raised before any HTTP call (also a ValueError)
+    ├── GenerationTimeoutError     polling deadline passed; carries the id to resume with
+    ├── APIConnectionError         no usable reply (connect, read, protocol errors)
+    │   └── APITimeoutError
+    └── APIStatusError             the service answered 4xx/5xx
+        ├── BadRequestError        400
+        ├── AuthenticationError    401
+        ├── PermissionDeniedError  403
+        ├── NotFoundError          404
+        ├── ConflictError          409
+        ├── GoneError              410 (generations expire after 6 months)
+        ├── RateLimitError         429
+        └── InternalServerError    5xx
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "GenerationTimeoutError",
+    "GettyAIError",
+    "GoneError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ValidationError",
+]
+
+REQUEST_ID_HEADERS = ("x-request-id", "x-correlation-id", "request-id")
+
+
+class GettyAIError(Exception):
+    """Base class of every error this package raises."""
+
+
+class ValidationError(GettyAIError, ValueError):
+    """Input rejected before any HTTP request; `field` names the offending argument."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class GenerationTimeoutError(GettyAIError, TimeoutError):
+    """The generation (or download) was still pending when the polling deadline passed.
+
+    Nothing is lost: resume with ``client.generations.wait(err.generation_request_id)``.
+    """
+
+    def __init__(
+        self, generation_request_id: str, waited: float, *, what: str = "generation"
+    ) -> None:
+        super().__init__(
+            f"{what} {generation_request_id!r} still pending after {waited:.1f}s; "
+            f"resume with generations.wait({generation_request_id!r})"
+        )
+        self.generation_request_id = generation_request_id
+        self.waited = waited
+
+
+class APIConnectionError(GettyAIError):
+    """No usable reply from the service.
+
+    ``may_have_been_sent`` is True when the request may have reached the server (the
+    connection broke or timed out after sending). For a POST that creates a generation
+    this means its fate is unknown; it is not replayed unless the caller opted in.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request,
+        may_have_been_sent: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.request = request
+        self.method = request.method
+        self.url = str(request.url)
+        self.may_have_been_sent = may_have_been_sent
+
+
+class APITimeoutError(APIConnectionError):
+    """The HTTP request timed out."""
+
+
+class APIStatusError(GettyAIError):
+    """The service answered with an error status."""
+
+    status_code: int
+
+    def __init__(self, message: str, *, response: httpx.Response, body: Any) -> None:
+        super().__init__(message)
+        self.response = response
+        self.status_code = response.status_code
+        self.body = body
+        self.request_id = next(
+            (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
+        )
+
+
+class BadRequestError(APIStatusError):
+    """400: the service rejected the request."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: credentials missing, wrong or expired (after one refresh and replay)."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: not authorised, or product quota exceeded."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown id or index (or the generation is still pending)."""
+
+
+class ConflictError(APIStatusError):
+    """409: a download is already in progress for this generation and index."""
+
+
+class GoneError(APIStatusError):
+    """410: the generation is older than the retention period (6 months)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests per second or too many pending generations."""
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the service failed."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: GoneError,
+    429: RateLimitError,
+}
+
+
+def make_status_error(response: httpx.Response) -> APIStatusError:
+    """Build the most specific `APIStatusError` for an error response."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text or None
+    detail = body.get("message") if isinstance(body, dict) else body
+    request = response.request
+    message = (
+        f"{response.status_code} {response.reason_phrase} for {request.method} {request.url.path}"
+    )
+    if detail:
+        message += f": {detail}"
+    cls = _BY_STATUS.get(response.status_code)
+    if cls is None:
+        cls = InternalServerError if response.status_code >= 500 else APIStatusError
+    return cls(message, response=response, body=body)
