@@ -1,0 +1,70 @@
+"""Fixtures for the unit tests: a respx router (no network) and a client factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import respx
+import stamina.instrumentation
+
+from getty_ai_async import AsyncGettyAI
+
+from ._helpers import API, API_KEY, API_SECRET, FAST, TOKEN_URL, token_json
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GETTY_API_KEY", "GETTY_API_SECRET", "GETTY_BASE_URL", "GETTY_TOKEN_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """Every HTTP request must match a route; the token endpoint is pre-mocked as "token"."""
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
+        mock.post(TOKEN_URL, name="token").respond(200, json=token_json())
+        yield mock
+
+
+ClientFactory = Callable[..., AsyncGettyAI]
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[ClientFactory]:
+    """Build clients with test-friendly defaults; all are closed at teardown."""
+    made: list[AsyncGettyAI] = []
+
+    def factory(**overrides: Any) -> AsyncGettyAI:
+        options: dict[str, Any] = {
+            "api_key": API_KEY,
+            "api_secret": API_SECRET,
+            "base_url": API,
+            "token_url": TOKEN_URL,
+            "poll_interval": 0.001,
+            "wait_timeout": 2.0,
+            "retry_policy": FAST,
+        } | overrides
+        client = AsyncGettyAI(**options)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        await client.aclose()
+
+
+@pytest.fixture
+async def client(router: respx.MockRouter, make_client: ClientFactory) -> AsyncGettyAI:
+    return make_client()
+
+
+@pytest.fixture
+def retry_waits() -> Iterator[list[float]]:
+    """The `wait_for` of every retry stamina schedules while the test runs."""
+    waits: list[float] = []
+    previous = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([lambda details: waits.append(details.wait_for)])
+    yield waits
+    stamina.instrumentation.set_on_retry_hooks(previous)
