@@ -186,8 +186,9 @@ class Downloads(AsyncResource):
             request = httpx.Request("GET", url)
             raise APIConnectionError(f"download of {url} failed: {exc}", request=request) from exc
         finally:
-            if await partial.exists():
-                await partial.unlink()
+            # Shielded: on cancellation the cleanup's own awaits would be cancelled too.
+            with anyio.CancelScope(shield=True):
+                await partial.unlink(missing_ok=True)
 
     @staticmethod
     def _path_params(generation_request_id: str, index: int) -> dict[str, str | int]:
