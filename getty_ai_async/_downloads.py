@@ -156,10 +156,14 @@ class Downloads(AsyncResource):
         folder = await anyio.Path(directory).resolve()
         await folder.mkdir(parents=True, exist_ok=True)
         name = safe_filename(filename)
+        policy = self._transport.policy
         retrying = stamina.retry_context(
             on=(APIConnectionError, InternalServerError),
-            attempts=self._transport.policy.max_retries + 1,
-            timeout=self._transport.policy.max_retry_time,
+            attempts=policy.max_retries + 1,
+            timeout=policy.max_retry_time,
+            wait_initial=policy.wait_initial,
+            wait_max=policy.wait_max,
+            wait_jitter=policy.wait_jitter,
         )
         async for attempt in retrying:
             with attempt:
