@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import errors
 from ._client import AsyncGettyAI
+from ._fanout import GenerationOutcome, GenerationRun, RunStats
 from ._limiter import LimiterStatistics, PendingLimiter
 from ._models import (
     AspectRatio,
@@ -39,7 +40,9 @@ __all__ = [
     "Generation",
     "GenerationHistory",
     "GenerationHistoryItem",
+    "GenerationOutcome",
     "GenerationRequest",
+    "GenerationRun",
     "GenerationType",
     "LensType",
     "LimiterStatistics",
@@ -48,6 +51,7 @@ __all__ = [
     "PendingLimiter",
     "PreviewUrl",
     "RetryPolicy",
+    "RunStats",
     "SizeName",
     "__version__",
     "errors",

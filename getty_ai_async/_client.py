@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import AsyncIterable, Iterable
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -22,11 +24,13 @@ from ._constants import (
     LOOPBACK_HOSTS,
 )
 from ._downloads import Downloads
+from ._fanout import GenerationRun, RequestLike
 from ._files import Files, Uploads
 from ._generations import Generations
 from ._history import History
 from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
+from ._rate import RateBudget
 from ._transport import RetryPolicy, Transport
 from ._version import __version__
 from .errors import ValidationError
@@ -148,7 +152,13 @@ class AsyncGettyAI:
             )
         self._auth = GettyAuth(api_key, self.base_url, tokens)
         policy = retry_policy or RetryPolicy(max_retries=max_retries, max_retry_time=max_retry_time)
-        self._transport = Transport(self._http, self._auth, self.base_url, policy)
+        budget = None
+        if max_requests_per_second is not None:
+            try:
+                budget = RateBudget(max_requests_per_second)
+            except ValueError as exc:
+                raise ValidationError("max_requests_per_second", str(exc)) from None
+        self._transport = Transport(self._http, self._auth, self.base_url, policy, budget)
         self._closed = False
 
     # ------------------------------------------------------------------ namespaces
@@ -188,6 +198,38 @@ class AsyncGettyAI:
     async def generate(self, prompt: str | GenerationRequest, **options: Any) -> Generation:
         """Generate images and wait for them: shorthand for `generations.create`."""
         return await self.generations.create(prompt, **options)
+
+    def generate_many(
+        self,
+        requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
+        *,
+        max_pending: MaxPending | None = None,
+        journal: str | os.PathLike[str] | None = None,
+        return_exceptions: bool = True,
+        poll_interval: float | None = None,
+        timeout: float | None = None,
+        retry_failed: bool = False,
+    ) -> GenerationRun:
+        """Generate images for many prompts; yields a `GenerationOutcome` per input as each ends.
+
+        `requests` (prompts, dicts with an optional ``key``, or `GenerationRequest`s) is
+        read lazily. At most the client's `max_pending` generations (and this call's, if
+        given) are in flight; polls are spread over `poll_interval`. With `journal`, a
+        SQLite file records every step: rerunning the same call replays what finished,
+        resumes what was pending and submits only what was never sent. Errors become
+        outcomes unless ``return_exceptions=False``, which stops at the first one and
+        raises it. `retry_failed` resubmits inputs the journal recorded as failed.
+        """
+        return GenerationRun(
+            self,
+            requests,
+            max_pending=max_pending,
+            journal=Path(journal) if journal is not None else None,
+            return_exceptions=return_exceptions,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            retry_failed=retry_failed,
+        )
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         # Retried like any idempotent call: a token request costs nothing.

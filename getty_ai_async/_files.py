@@ -71,4 +71,4 @@ class Uploads(AsyncResource):
             content=data,
             headers={"Content-Type": content_type},
         )
-        return str(self._transport.url(route.path(file_name=name)))
+        return self._transport.url(route.path(file_name=name))

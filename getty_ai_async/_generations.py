@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import anyio
 
+from ._fanout import GenerationRun
 from ._models import (
     AspectRatio,
     BackgroundGenerationRequest,
@@ -124,6 +126,31 @@ class Generations(AsyncResource):
         """Poll until the generation is ready; `GenerationTimeoutError` after `timeout` seconds."""
         validate_id("generation_request_id", generation_request_id)
         return await self._poll(generation_request_id, timeout, poll_interval, immediate=True)
+
+    async def as_completed(
+        self,
+        generation_request_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        poll_interval: float | None = None,
+    ) -> AsyncIterator[Generation]:
+        """Poll many pending generations and yield each one as soon as it is ready.
+
+        Polls are spread over the interval rather than sent in bursts. The first error
+        (unknown id, expired, polling deadline) is raised after stopping the rest.
+        """
+        run = GenerationRun(
+            self._client,
+            generation_request_ids,
+            return_exceptions=False,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            _resume_ids=True,
+        )
+        async with run:
+            async for outcome in run:
+                assert outcome.generation is not None
+                yield outcome.generation
 
     async def variations(
         self,

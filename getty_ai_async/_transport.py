@@ -88,11 +88,13 @@ class Transport:
         self.http = http
         self.auth = auth
         self.base_url = base_url
+        self._base = str(base_url).rstrip("/")
         self.policy = policy
         self.budget = budget
 
-    def url(self, path: str) -> httpx.URL:
-        return self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
+    def url(self, path: str) -> str:
+        """The absolute URL of an API path (paths are already percent-encoded)."""
+        return self._base + path
 
     async def request(
         self,

@@ -5,6 +5,8 @@ The hierarchy::
     GettyAIError
     ├── ValidationError            bad input, raised before any HTTP call (also a ValueError)
     ├── GenerationTimeoutError     polling deadline passed; carries the id to resume with
+    ├── SubmissionUncertainError   a POST may have created a generation, but no reply came
+    ├── RecordedError              a failure replayed from a fan-out journal
     ├── APIConnectionError         no usable reply (connect, read, protocol errors)
     │   └── APITimeoutError
     └── APIStatusError             the service answered 4xx/5xx
@@ -38,6 +40,8 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RecordedError",
+    "SubmissionUncertainError",
     "ValidationError",
 ]
 
@@ -71,6 +75,29 @@ class GenerationTimeoutError(GettyAIError, TimeoutError):
         )
         self.generation_request_id = generation_request_id
         self.waited = waited
+
+
+class SubmissionUncertainError(GettyAIError):
+    """A generation POST was sent but its reply never came: it may or may not exist.
+
+    It is never resubmitted automatically (that could pay twice). Look for it in
+    ``client.history`` before submitting the input again.
+    """
+
+    def __init__(self, key: str, cause: str) -> None:
+        super().__init__(
+            f"input {key!r}: submission fate unknown ({cause}); check history before resubmitting"
+        )
+        self.key = key
+
+
+class RecordedError(GettyAIError):
+    """An error recorded by an earlier run of the same journal, replayed as it was."""
+
+    def __init__(self, kind: str, message: str, status_code: int | None = None) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.status_code = status_code
 
 
 class APIConnectionError(GettyAIError):
