@@ -33,6 +33,7 @@ __all__ = ["Downloads"]
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
+_MAX_REDIRECTS = 5
 
 
 def safe_filename(name: str) -> str:
@@ -174,15 +175,24 @@ class Downloads(AsyncResource):
         transport = self._transport
         partial = folder / f".{name}.{uuid.uuid4().hex}.part"
         try:
-            async with transport.http.stream("GET", url, auth=transport.auth) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise make_status_error(response)
-                content_type = response.headers.get("content-type", "").split(";")[0].strip()
-                suffix = "" if Path(name).suffix else _EXTENSIONS.get(content_type, "")
-                async with await anyio.open_file(partial, "wb") as file:
-                    async for chunk in response.aiter_bytes():
-                        await file.write(chunk)
+            for hop in range(_MAX_REDIRECTS + 1):
+                # Redirects are followed here, one request per hop, so that `transport.auth`
+                # decides per host: a CDN hop never sees the API's credentials.
+                async with transport.http.stream(
+                    "GET", url, auth=transport.auth, follow_redirects=False
+                ) as response:
+                    if response.is_redirect and hop < _MAX_REDIRECTS:
+                        url = str(response.url.join(response.headers["location"]))
+                        continue
+                    if not response.is_success:
+                        await response.aread()
+                        raise make_status_error(response)
+                    content_type = response.headers.get("content-type", "").split(";")[0].strip()
+                    suffix = "" if Path(name).suffix else _EXTENSIONS.get(content_type, "")
+                    async with await anyio.open_file(partial, "wb") as file:
+                        async for chunk in response.aiter_bytes():
+                            await file.write(chunk)
+                break
             target = folder / (name + suffix)
             await partial.rename(target)
             return Path(target)
