@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import anyio
@@ -279,4 +279,53 @@ async def test_save_cancelled_mid_stream_leaves_no_partial_file(
         await started.wait()
         await anyio.sleep(0.01)  # let the first chunk reach the temp file
         tg.cancel_scope.cancel()
+    assert files_in(tmp_path) == []
+
+
+async def test_save_follows_redirect_without_forwarding_credentials(
+    client: AsyncGettyAI, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    router.put(url(DL_PATH)).respond(200, json={"url": url("/files/abc")})
+    api_file = router.get(url("/files/abc")).respond(
+        302, headers={"Location": f"{CDN}/signed/abc.png?sig=1"}
+    )
+    cdn = router.get(f"{CDN}/signed/abc.png").respond(
+        200, content=PNG, headers={"Content-Type": "image/png"}
+    )
+
+    path = await client.downloads.save(GEN_ID, 1, tmp_path)
+
+    assert path.read_bytes() == PNG  # the image, not the redirect's body
+    assert files_in(tmp_path) == [path.name]
+    assert_api_auth(api_file.calls.last.request)
+    assert "Api-Key" not in cdn.calls.last.request.headers
+    assert "Authorization" not in cdn.calls.last.request.headers
+
+
+async def test_save_with_redirect_following_http_client_sends_no_credentials_to_cdn(
+    router: respx.MockRouter, make_client: Callable[..., AsyncGettyAI], tmp_path: Path
+) -> None:
+    async with httpx.AsyncClient(follow_redirects=True) as http:
+        client = make_client(http_client=http)
+        router.put(url(DL_PATH)).respond(200, json={"url": url("/files/abc")})
+        router.get(url("/files/abc")).respond(302, headers={"Location": f"{CDN}/abc.png"})
+        cdn = router.get(f"{CDN}/abc.png").respond(200, content=PNG)
+
+        path = await client.downloads.save(GEN_ID, 1, tmp_path, filename="abc.png")
+
+    assert path.read_bytes() == PNG
+    assert cdn.call_count == 1
+    assert "Api-Key" not in cdn.calls.last.request.headers
+    assert "Authorization" not in cdn.calls.last.request.headers
+
+
+async def test_save_gives_up_on_redirect_loops(
+    client: AsyncGettyAI, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    router.put(url(DL_PATH)).respond(200, json=DONE)
+    loop = router.get(f"{CDN}/dl/abc.png").respond(302, headers={"Location": f"{CDN}/dl/abc.png"})
+    with pytest.raises(errors.APIStatusError) as caught:
+        await client.downloads.save(GEN_ID, 1, tmp_path)
+    assert caught.value.status_code == 302
+    assert 1 < loop.call_count <= 20
     assert files_in(tmp_path) == []
