@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 
-from getty_ai_async import RetryPolicy
+from getty_ai_async import AsyncGettyAI, RetryPolicy
 
 API = "https://api.test"
 TOKEN_URL = "https://auth.test/oauth2/token"
@@ -20,6 +21,9 @@ PASSWORD = "pw-HUNTER2-9012"
 REFRESH = "refresh-RT-3456"
 ACCESS = "access-AT-7890"
 SECRETS = (API_SECRET, PASSWORD, REFRESH, ACCESS)
+
+ClientFactory = Callable[..., AsyncGettyAI]
+"""The `make_client` fixture: keyword overrides of the test defaults."""
 
 GEN_ID = "gen-0001"
 TOKEN = "tok-1"  # what the pre-mocked token endpoint hands out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ import stamina.instrumentation
 
 from getty_ai_async import AsyncGettyAI
 
-from ._helpers import API, API_KEY, API_SECRET, FAST, TOKEN_URL, token_json
+from ._helpers import API, API_KEY, API_SECRET, FAST, TOKEN_URL, ClientFactory, token_json
 
 
 @pytest.fixture(autouse=True)
@@ -26,9 +26,6 @@ def router() -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False, assert_all_mocked=True) as mock:
         mock.post(TOKEN_URL, name="token").respond(200, json=token_json())
         yield mock
-
-
-ClientFactory = Callable[..., AsyncGettyAI]
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -12,7 +12,7 @@ import respx
 
 from getty_ai_async import AsyncGettyAI, Download, DownloadSize, errors
 
-from ._helpers import CDN, GEN_ID, assert_api_auth, body, url
+from ._helpers import CDN, GEN_ID, ClientFactory, assert_api_auth, body, url
 
 DL_PATH = f"/v3/ai/image-generations/{GEN_ID}/images/1/download"
 DONE = {"url": f"{CDN}/dl/abc.png?sig=xyz", "generated_asset_id": "asset-9"}
@@ -303,7 +303,7 @@ async def test_save_follows_redirect_without_forwarding_credentials(
 
 
 async def test_save_with_redirect_following_http_client_sends_no_credentials_to_cdn(
-    router: respx.MockRouter, make_client: Callable[..., AsyncGettyAI], tmp_path: Path
+    router: respx.MockRouter, make_client: ClientFactory, tmp_path: Path
 ) -> None:
     async with httpx.AsyncClient(follow_redirects=True) as http:
         client = make_client(http_client=http)
