@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 
-from .errors import AuthenticationError, make_status_error
+from .errors import APIStatusError, AuthenticationError, make_status_error
 
 __all__ = ["GettyAuth", "Grant", "TokenProvider"]
 
@@ -145,7 +145,11 @@ class TokenProvider:
             data=self.grant.form(refresh_token),
             headers={"Accept": "application/json"},
         )
-        response = await self.send(request)
+        try:
+            response = await self.send(request)
+        except APIStatusError as exc:
+            # The client's `send` raises for error statuses: map them like a returned one.
+            response = exc.response
         if response.status_code in (400, 401, 403):
             error = make_status_error(response)
             raise AuthenticationError(str(error), response=response, body=error.body)
