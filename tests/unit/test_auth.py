@@ -1,0 +1,477 @@
+"""Api-Key and bearer tokens: grants, caching, single-flight refresh, 401 replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from getty_ai_async import errors
+from getty_ai_async._auth import Grant, TokenProvider
+
+from ._helpers import (
+    ACCESS,
+    API_KEY,
+    API_SECRET,
+    GEN_ID,
+    PASSWORD,
+    REFRESH,
+    TOKEN_URL,
+    ClientFactory,
+    assert_api_auth,
+    finished,
+    form,
+    token_json,
+    url,
+)
+
+GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
+
+
+def token_responses(*values: str, **extra: object) -> list[respx.MockResponse]:
+    return [respx.MockResponse(200, json=token_json(value, **extra)) for value in values]
+
+
+def slow_token(value: str = "tok-1", delay: float = 0.02) -> Callable[..., object]:
+    """A token endpoint that takes a while, so concurrent callers really overlap."""
+
+    async def respond(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(delay)
+        return httpx.Response(200, json=token_json(value))
+
+    return respond
+
+
+# ------------------------------------------------------------------------- grants
+
+
+async def test_client_credentials_grant(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+
+    await client.generations.get(GEN_ID)
+
+    token = router.routes["token"]
+    assert token.call_count == 1
+    request = token.calls.last.request
+    assert request.method == "POST"
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert form(request) == {
+        "client_id": API_KEY,
+        "client_secret": API_SECRET,
+        "grant_type": "client_credentials",
+    }
+    assert "Api-Key" not in request.headers
+    assert "Authorization" not in request.headers
+    assert_api_auth(api.calls.last.request, "tok-1")
+
+
+async def test_token_request_on_the_api_host_still_carries_no_credentials(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.post(url("/oauth2/token")).respond(200, json=token_json("tok-same-host"))
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client(token_url=url("/oauth2/token"))
+
+    await client.generations.get(GEN_ID)
+
+    assert "Api-Key" not in token.calls.last.request.headers
+    assert "Authorization" not in token.calls.last.request.headers
+    assert_api_auth(api.calls.last.request, "tok-same-host")
+
+
+async def test_password_grant(router: respx.MockRouter, make_client: ClientFactory) -> None:
+    router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client(username="alice", password=PASSWORD)
+    await client.generations.get(GEN_ID)
+    assert form(router.routes["token"].calls.last.request) == {
+        "client_id": API_KEY,
+        "client_secret": API_SECRET,
+        "grant_type": "password",
+        "username": "alice",
+        "password": PASSWORD,
+    }
+
+
+async def test_refresh_token_grant(router: respx.MockRouter, make_client: ClientFactory) -> None:
+    router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client(api_secret=None, refresh_token=REFRESH)
+    await client.generations.get(GEN_ID)
+    assert form(router.routes["token"].calls.last.request) == {
+        "client_id": API_KEY,
+        "grant_type": "refresh_token",
+        "refresh_token": REFRESH,
+    }
+
+
+async def test_refresh_token_from_the_service_is_used_next(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.routes["token"].mock(
+        side_effect=[
+            respx.MockResponse(200, json=token_json("tok-1", refresh_token="rt-issued")),
+            respx.MockResponse(200, json=token_json("tok-2")),
+        ]
+    )
+    api = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(401), respx.MockResponse(200, json=finished())]
+    )
+    client = make_client()
+
+    await client.generations.get(GEN_ID)
+
+    assert [form(call.request)["grant_type"] for call in token.calls] == [
+        "client_credentials",
+        "refresh_token",
+    ]
+    assert form(token.calls.last.request)["refresh_token"] == "rt-issued"
+    assert_api_auth(api.calls.last.request, "tok-2")
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        respx.MockResponse(401, json={"error": "invalid_token"}),
+        # RFC 6749 section 5.2: an expired refresh token is a 400 invalid_grant.
+        respx.MockResponse(400, json={"error": "invalid_grant"}),
+    ],
+    ids=["401", "400-invalid_grant"],
+)
+async def test_expired_refresh_token_falls_back_to_client_credentials(
+    router: respx.MockRouter, make_client: ClientFactory, refused: respx.MockResponse
+) -> None:
+    token = router.routes["token"].mock(
+        side_effect=[
+            respx.MockResponse(200, json=token_json("tok-1", refresh_token="rt-old")),
+            refused,
+            respx.MockResponse(200, json=token_json("tok-2")),
+        ]
+    )
+    api = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(401), respx.MockResponse(200, json=finished())]
+    )
+    client = make_client()
+
+    generation = await client.generations.get(GEN_ID)
+
+    assert not generation.is_pending
+    assert [form(call.request)["grant_type"] for call in token.calls] == [
+        "client_credentials",
+        "refresh_token",
+        "client_credentials",
+    ]
+    assert_api_auth(api.calls.last.request, "tok-2")
+
+
+async def test_caller_supplied_access_token(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client(api_secret=None, access_token=ACCESS)
+    await client.generations.get(GEN_ID)
+    await client.generations.get(GEN_ID)
+    assert router.routes["token"].call_count == 0
+    assert_api_auth(api.calls.last.request, ACCESS)
+
+
+async def test_refused_access_token_without_refresh_means_is_not_replayed(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    api = router.get(url(GET_PATH)).respond(401, json={"message": "token expired"})
+    client = make_client(api_secret=None, access_token=ACCESS)
+    with pytest.raises(errors.AuthenticationError):
+        await client.generations.get(GEN_ID)
+    assert api.call_count == 1
+    assert router.routes["token"].call_count == 0
+
+
+async def test_api_key_only_sends_no_authorization(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client(api_secret=None)
+    await client.generations.get(GEN_ID)
+    assert_api_auth(api.calls.last.request, None)
+    assert router.routes["token"].call_count == 0
+    assert "api-key" in repr(client)
+
+
+# ------------------------------------------------------------------ single flight
+
+
+async def test_token_single_flight_50_concurrent_calls(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.routes["token"].mock(side_effect=slow_token("tok-1"))
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(client.generations.get, GEN_ID)
+
+    assert token.call_count == 1
+    assert api.call_count == 50
+    assert {call.request.headers["Authorization"] for call in api.calls} == {"Bearer tok-1"}
+
+
+async def test_concurrent_401s_trigger_one_refresh(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.routes["token"].mock(
+        side_effect=[slow_token("tok-1"), slow_token("tok-2"), slow_token("tok-3")]
+    )
+
+    def by_token(request: httpx.Request) -> httpx.Response:
+        if request.headers["Authorization"] == "Bearer tok-1":
+            return httpx.Response(401)
+        return httpx.Response(200, json=finished())
+
+    api = router.get(url(GET_PATH)).mock(side_effect=by_token)
+    client = make_client()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(client.generations.get, GEN_ID)
+
+    assert token.call_count == 2
+    assert api.call_count == 40
+    replayed = [call for call in api.calls if call.response.status_code == 200]
+    assert {call.request.headers["Authorization"] for call in replayed} == {"Bearer tok-2"}
+
+
+# ------------------------------------------------------------------- 401 replay
+
+
+async def test_401_refreshes_and_replays_once(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.routes["token"].mock(side_effect=token_responses("tok-1", "tok-2"))
+    api = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(401), respx.MockResponse(200, json=finished())]
+    )
+    client = make_client()
+
+    generation = await client.generations.get(GEN_ID)
+
+    assert generation.generation_request_id == GEN_ID
+    assert token.call_count == 2
+    assert api.call_count == 2
+    assert api.calls[0].request.headers["Authorization"] == "Bearer tok-1"
+    assert_api_auth(api.calls[1].request, "tok-2")
+
+
+async def test_401_twice_raises_authentication_error(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.routes["token"].mock(side_effect=token_responses("tok-1", "tok-2", "tok-3"))
+    api = router.get(url(GET_PATH)).respond(401, json={"message": "no"})
+    client = make_client()
+
+    with pytest.raises(errors.AuthenticationError) as caught:
+        await client.generations.get(GEN_ID)
+
+    assert caught.value.status_code == 401
+    assert token.call_count == 2
+    assert api.call_count == 2
+
+
+async def test_401_replay_of_a_generation_post_resends_the_body(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    router.routes["token"].mock(side_effect=token_responses("tok-1", "tok-2"))
+    api = router.post(url("/v3/ai/image-generations")).mock(
+        side_effect=[respx.MockResponse(401), respx.MockResponse(200, json=finished())]
+    )
+    client = make_client()
+    await client.generations.create("a fox")
+    assert api.call_count == 2
+    assert [call.request.content for call in api.calls] == [b'{"prompt":"a fox"}'] * 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+async def test_token_endpoint_refusal_is_authentication_error(
+    router: respx.MockRouter, make_client: ClientFactory, status: int
+) -> None:
+    router.routes["token"].respond(status, json={"error": "invalid_client"})
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+    with pytest.raises(errors.AuthenticationError) as caught:
+        await client.generations.get(GEN_ID)
+    assert caught.value.status_code == status
+    assert caught.value.body == {"error": "invalid_client"}
+    assert api.call_count == 0
+
+
+async def test_token_endpoint_5xx_is_retried(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.routes["token"].mock(
+        side_effect=[respx.MockResponse(503), respx.MockResponse(200, json=token_json("tok-9"))]
+    )
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+    await client.generations.get(GEN_ID)
+    assert token.call_count == 2
+    assert_api_auth(api.calls.last.request, "tok-9")
+
+
+# ------------------------------------------------- TokenProvider with a fake clock
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTokenEndpoint:
+    """A `send` callable for TokenProvider: records forms, answers from a script."""
+
+    def __init__(self, *responses: httpx.Response, delay: float = 0.0) -> None:
+        self.responses = list(responses)
+        self.forms: list[dict[str, str]] = []
+        self.delay = delay
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.forms.append(form(request))
+        if self.delay:
+            await anyio.sleep(self.delay)
+        response = self.responses.pop(0)
+        response.request = request
+        return response
+
+
+def ok(value: str, expires_in: float, **extra: object) -> httpx.Response:
+    return httpx.Response(200, json=token_json(value, expires_in=expires_in, **extra))
+
+
+async def test_refresh_ahead_of_expiry() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(ok("t1", 100), ok("t2", 100))
+    provider = TokenProvider(
+        grant=Grant(client_id="id", client_secret="s"),
+        token_url=TOKEN_URL,
+        send=endpoint,
+        clock=clock,
+    )
+
+    assert await provider.token() == "t1"
+    clock.now += 49  # before the refresh point (half of a short lifetime)
+    assert await provider.token() == "t1"
+    assert provider.fetches == 1
+    clock.now += 2  # 51 s in: still 49 s before expiry, but due for refresh
+    assert await provider.token() == "t2"
+    assert provider.fetches == 2
+    assert len(endpoint.forms) == 2
+
+
+async def test_refresh_margin_is_capped_for_long_lived_tokens() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(ok("t1", 3600), ok("t2", 3600))
+    provider = TokenProvider(
+        grant=Grant(client_id="id", client_secret="s"),
+        token_url=TOKEN_URL,
+        send=endpoint,
+        clock=clock,
+    )
+    assert await provider.token() == "t1"
+    clock.now += 3600 - 301
+    assert await provider.token() == "t1"
+    clock.now += 2  # inside the last 5 minutes
+    assert await provider.token() == "t2"
+
+
+async def test_refresh_ahead_is_single_flight_too() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(ok("t1", 100), ok("t2", 100), ok("t3", 100), delay=0.01)
+    provider = TokenProvider(
+        grant=Grant(client_id="id", client_secret="s"),
+        token_url=TOKEN_URL,
+        send=endpoint,
+        clock=clock,
+    )
+    await provider.token()
+    clock.now += 60
+    results: list[str] = []
+
+    async def get() -> None:
+        results.append(await provider.token())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(get)
+
+    assert set(results) == {"t2"}
+    assert provider.fetches == 2
+
+
+async def test_client_refreshes_short_lived_token_before_expiry(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    token = router.routes["token"].mock(
+        side_effect=[
+            respx.MockResponse(200, json=token_json("tok-1", expires_in=0.2)),
+            respx.MockResponse(200, json=token_json("tok-2", expires_in=1800)),
+        ]
+    )
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+
+    await client.generations.get(GEN_ID)
+    await anyio.sleep(0.12)  # past the refresh point (0.1 s), before expiry (0.2 s)
+    await client.generations.get(GEN_ID)
+
+    assert token.call_count == 2
+    assert [call.request.headers["Authorization"] for call in api.calls] == [
+        "Bearer tok-1",
+        "Bearer tok-2",
+    ]
+    assert all(call.response.status_code == 200 for call in api.calls)
+
+
+async def test_provider_fallback_from_refresh_token_to_client_credentials() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(
+        ok("t1", 100, refresh_token="rt-1"),
+        httpx.Response(400, json={"error": "invalid_grant"}),
+        ok("t2", 100),
+    )
+    provider = TokenProvider(
+        grant=Grant(client_id="id", client_secret="s"),
+        token_url=TOKEN_URL,
+        send=endpoint,
+        clock=clock,
+    )
+    await provider.token()
+    clock.now += 99
+    assert await provider.token() == "t2"
+    assert [f["grant_type"] for f in endpoint.forms] == [
+        "client_credentials",
+        "refresh_token",
+        "client_credentials",
+    ]
+
+
+async def test_refresh_token_grant_does_not_fall_back() -> None:
+    endpoint = FakeTokenEndpoint(httpx.Response(401, json={"error": "invalid_grant"}))
+    provider = TokenProvider(
+        grant=Grant(client_id="id", refresh_token="rt"), token_url=TOKEN_URL, send=endpoint
+    )
+    with pytest.raises(errors.AuthenticationError):
+        await provider.token()
+    assert len(endpoint.forms) == 1
+
+
+def test_grant_kinds() -> None:
+    assert Grant("id", client_secret="s").kind == "client_credentials"
+    assert Grant("id", client_secret="s", username="u", password="p").kind == "password"
+    assert Grant("id", refresh_token="r").kind == "refresh_token"
+    assert Grant("id", access_token="a").kind == "access_token"
