@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -70,7 +71,11 @@ def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
+        if when.tzinfo is None:  # a "-0000" zone: UTC, parsed as a naive datetime
+            when = when.replace(tzinfo=dt.UTC)
         seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
+    if math.isnan(seconds):
+        return None
     return min(max(seconds, 0.0), cap)
 
 
