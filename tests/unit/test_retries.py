@@ -1,0 +1,321 @@
+"""Retries via stamina: Retry-After, backoff, what is (not) replayed, and turning it off."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from getty_ai_async import RetryPolicy, errors
+from getty_ai_async._transport import retry_after_seconds
+
+from ._helpers import FAST, GEN_ID, ClientFactory, finished, url
+
+GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
+POST_PATH = "/v3/ai/image-generations"
+
+
+def ok() -> respx.MockResponse:
+    return respx.MockResponse(200, json=finished())
+
+
+# ------------------------------------------------------------------ Retry-After
+
+
+async def test_429_retry_after_seconds_is_honoured(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    route = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(429, headers={"Retry-After": "0.02"}), ok()]
+    )
+    client = make_client()
+    started = anyio.current_time()
+    await client.generations.get(GEN_ID)
+    assert anyio.current_time() - started >= 0.02
+    assert route.call_count == 2
+    assert retry_waits == [pytest.approx(0.02)]
+
+
+async def test_429_without_retry_after_waits_about_rate_limit_wait(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    route = router.get(url(GET_PATH)).mock(side_effect=[respx.MockResponse(429), ok()])
+    client = make_client(retry_policy=RetryPolicy(rate_limit_wait=0.01, wait_initial=5.0))
+    await client.generations.get(GEN_ID)
+    assert route.call_count == 2
+    assert len(retry_waits) == 1
+    assert 0.01 <= retry_waits[0] <= 0.0125  # 1 s in production, plus up to 25% jitter
+
+
+async def test_retry_after_is_capped(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(429, headers={"Retry-After": "3600"}), ok()]
+    )
+    client = make_client(retry_policy=RetryPolicy(max_retry_after=0.01))
+    await client.generations.get(GEN_ID)
+    assert retry_waits == [0.01]
+
+
+async def test_503_retry_after_is_honoured(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(503, headers={"Retry-After": "0.015"}), ok()]
+    )
+    await make_client().generations.get(GEN_ID)
+    assert retry_waits == [pytest.approx(0.015)]
+
+
+async def test_429_on_generation_post_honours_retry_after(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.post(url(POST_PATH)).mock(
+        side_effect=[respx.MockResponse(429, headers={"Retry-After": "0.05"}), ok()]
+    )
+    client = make_client()
+    started = anyio.current_time()
+    generation = await client.generations.create("fox")
+    assert anyio.current_time() - started >= 0.05
+    assert route.call_count == 2
+    assert generation.generation_request_id == GEN_ID
+    assert client.limiter.in_use == 0
+
+
+async def test_429_on_generation_post_gives_up_after_max_retries(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.post(url(POST_PATH)).respond(429, headers={"Retry-After": "0"})
+    client = make_client()
+    with pytest.raises(errors.RateLimitError):
+        await client.generations.create("fox")
+    assert route.call_count == FAST.max_retries + 1
+    assert client.limiter.in_use == 0
+
+
+def _response(retry_after: str | None) -> httpx.Response:
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    return httpx.Response(429, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("5", 5.0),
+        ("0.25", 0.25),
+        ("0", 0.0),
+        ("-3", 0.0),
+        ("9999", 60.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+    ],
+)
+def test_retry_after_seconds_delta(value: str | None, expected: float | None) -> None:
+    assert retry_after_seconds(_response(value), cap=60.0) == expected
+
+
+def test_retry_after_seconds_http_date() -> None:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    value = email.utils.format_datetime(when, usegmt=True)
+    assert value.endswith("GMT")
+    seconds = retry_after_seconds(_response(value), cap=60.0)
+    assert seconds is not None
+    assert 28.0 <= seconds <= 30.0
+
+
+def test_retry_after_seconds_http_date_in_the_past_and_capped() -> None:
+    assert retry_after_seconds(_response("Wed, 21 Oct 2015 07:28:00 GMT"), cap=60.0) == 0.0
+    far = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=2), usegmt=True)
+    assert retry_after_seconds(_response(far), cap=60.0) == 60.0
+
+
+def test_retry_after_seconds_http_date_with_minus_zero_zone() -> None:
+    # RFC 5322 "-0000" makes parsedate_to_datetime return a naive datetime.
+    assert retry_after_seconds(_response("Wed, 21 Oct 2015 07:28:00 -0000"), cap=60.0) == 0.0
+
+
+def test_retry_after_seconds_nan_is_ignored() -> None:
+    assert retry_after_seconds(_response("nan"), cap=60.0) is None
+
+
+# ------------------------------------------------------------------- 5xx / backoff
+
+
+async def test_5xx_retried_with_exponential_backoff_then_succeeds(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    route = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(500), respx.MockResponse(502), ok()]
+    )
+    generation = await make_client().generations.get(GEN_ID)
+    assert not generation.is_pending
+    assert route.call_count == 3
+    assert retry_waits == [pytest.approx(0.001), pytest.approx(0.002)]
+
+
+async def test_5xx_retries_exhausted(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    route = router.get(url(GET_PATH)).respond(503)
+    with pytest.raises(errors.InternalServerError):
+        await make_client().generations.get(GEN_ID)
+    assert route.call_count == FAST.max_retries + 1
+    assert len(retry_waits) == FAST.max_retries
+    assert max(retry_waits) <= FAST.wait_max
+
+
+async def test_max_retries_zero_disables_retrying(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    get = router.get(url(GET_PATH)).respond(503)
+    post = router.post(url(POST_PATH)).mock(side_effect=httpx.ConnectError("refused"))
+    client = make_client(retry_policy=None, max_retries=0)
+    with pytest.raises(errors.InternalServerError):
+        await client.generations.get(GEN_ID)
+    with pytest.raises(errors.APIConnectionError):
+        await client.generations.create("fox")
+    assert get.call_count == 1
+    assert post.call_count == 1
+    assert retry_waits == []
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 410])
+async def test_client_errors_are_not_retried(
+    router: respx.MockRouter, make_client: ClientFactory, status: int
+) -> None:
+    route = router.get(url(GET_PATH)).respond(status)
+    with pytest.raises(errors.APIStatusError):
+        await make_client().generations.get(GEN_ID)
+    assert route.call_count == 1
+
+
+async def test_408_is_retried(router: respx.MockRouter, make_client: ClientFactory) -> None:
+    route = router.get(url(GET_PATH)).mock(side_effect=[respx.MockResponse(408), ok()])
+    await make_client().generations.get(GEN_ID)
+    assert route.call_count == 2
+
+
+# ---------------------------------------------------------- connection problems
+
+
+@pytest.mark.parametrize(
+    "error",
+    [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow connect")],
+    ids=["connect-error", "connect-timeout"],
+)
+async def test_unsent_post_is_retried(
+    router: respx.MockRouter, make_client: ClientFactory, error: Exception
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=[error, ok()])
+    generation = await make_client().generations.create("fox")
+    assert route.call_count == 2
+    assert generation.generation_request_id == GEN_ID
+
+
+@pytest.mark.parametrize(
+    ("error", "error_class"),
+    [
+        (httpx.ReadTimeout("read timed out"), errors.APITimeoutError),
+        (httpx.WriteTimeout("write timed out"), errors.APITimeoutError),
+        (httpx.RemoteProtocolError("server disconnected"), errors.APIConnectionError),
+        (httpx.ReadError("connection reset"), errors.APIConnectionError),
+    ],
+    ids=["read-timeout", "write-timeout", "remote-protocol", "read-error"],
+)
+async def test_maybe_sent_generation_post_is_not_replayed(
+    router: respx.MockRouter,
+    make_client: ClientFactory,
+    error: Exception,
+    error_class: type[errors.APIConnectionError],
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=[error, ok()])
+    client = make_client()
+
+    with pytest.raises(errors.APIConnectionError) as caught:
+        await client.generations.create("an expensive fox")
+
+    assert type(caught.value) is error_class
+    assert caught.value.may_have_been_sent is True
+    assert caught.value.method == "POST"
+    assert caught.value.url == url(POST_PATH)
+    assert route.call_count == 1
+    assert client.limiter.in_use == 0
+
+
+async def test_maybe_sent_post_is_replayed_when_opted_in(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=[httpx.ReadTimeout("slow"), ok()])
+    client = make_client(retry_policy=RetryPolicy(retry_unsafe_posts=True, wait_initial=0.001))
+    await client.generations.create("fox")
+    assert route.call_count == 2
+
+
+async def test_unsent_errors_report_not_sent(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    router.get(url(GET_PATH)).mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(errors.APIConnectionError) as caught:
+        await make_client().generations.get(GEN_ID)
+    assert caught.value.may_have_been_sent is False
+    assert not isinstance(caught.value, errors.APITimeoutError)
+
+
+@pytest.mark.parametrize(
+    "error", [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped")], ids=str
+)
+async def test_get_is_retried_on_read_problems(
+    router: respx.MockRouter, make_client: ClientFactory, error: Exception
+) -> None:
+    route = router.get(url(GET_PATH)).mock(side_effect=[error, ok()])
+    await make_client().generations.get(GEN_ID)
+    assert route.call_count == 2
+
+
+async def test_download_put_is_retried_on_read_timeout(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.put(url(f"/v3/ai/image-generations/{GEN_ID}/images/0/download")).mock(
+        side_effect=[httpx.ReadTimeout("slow"), respx.MockResponse(200, json={"url": "u"})]
+    )
+    await make_client().downloads.create(GEN_ID, 0)
+    assert route.call_count == 2
+
+
+async def test_504_on_post_is_not_retried(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=[respx.MockResponse(504), ok()])
+    with pytest.raises(errors.InternalServerError) as caught:
+        await make_client().generations.create("fox")
+    assert caught.value.status_code == 504
+    assert route.call_count == 1
+
+
+async def test_504_on_post_is_retried_when_opted_in(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=[respx.MockResponse(504), ok()])
+    client = make_client(retry_policy=RetryPolicy(retry_unsafe_posts=True, wait_initial=0.001))
+    await client.generations.create("fox")
+    assert route.call_count == 2
+
+
+async def test_504_on_get_is_retried(router: respx.MockRouter, make_client: ClientFactory) -> None:
+    route = router.get(url(GET_PATH)).mock(side_effect=[respx.MockResponse(504), ok()])
+    await make_client().generations.get(GEN_ID)
+    assert route.call_count == 2
+
+
+async def test_500_on_generation_post_is_retried(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=[respx.MockResponse(500), ok()])
+    await make_client().generations.create("fox")
+    assert route.call_count == 2
