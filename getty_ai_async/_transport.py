@@ -158,7 +158,9 @@ class Transport:
             await self.budget.acquire()
         started = time.perf_counter()
         try:
-            response = await self.http.send(request, auth=auth or self.auth)
+            # Never follow redirects (even if the caller's client would): httpx keeps custom
+            # headers such as Api-Key when it follows one to another host.
+            response = await self.http.send(request, auth=auth or self.auth, follow_redirects=False)
         except httpx.TransportError as exc:
             sent = not isinstance(exc, _NOT_SENT)
             log.debug(
@@ -186,7 +188,7 @@ class Transport:
             attempt,
             time.perf_counter() - started,
         )
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             if response.status_code == 429 and self.budget is not None:
                 self.budget.throttled()
             raise make_status_error(response)
