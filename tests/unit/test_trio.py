@@ -1,0 +1,113 @@
+"""A few key paths under trio (pytest-asyncio only drives asyncio)."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+import respx
+import sniffio
+
+from getty_ai_async import AsyncGettyAI, Generation, errors
+
+from ._helpers import (
+    API,
+    API_KEY,
+    API_SECRET,
+    FAST,
+    GEN_ID,
+    TOKEN_URL,
+    finished,
+    pending,
+    token_json,
+    url,
+)
+
+POST_PATH = "/v3/ai/image-generations"
+GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
+
+
+def new_client(**overrides: object) -> AsyncGettyAI:
+    options: dict[str, object] = {
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "base_url": API,
+        "token_url": TOKEN_URL,
+        "poll_interval": 0.001,
+        "wait_timeout": 2.0,
+        "retry_policy": FAST,
+    } | overrides
+    return AsyncGettyAI(**options)  # type: ignore[arg-type]
+
+
+def test_create_with_polling_under_trio(router: respx.MockRouter) -> None:
+    post = router.post(url(POST_PATH)).respond(202, json=pending())
+    poll = router.get(url(GET_PATH)).mock(
+        side_effect=[
+            respx.MockResponse(202, json=pending()),
+            respx.MockResponse(200, json=finished()),
+        ]
+    )
+
+    async def main() -> tuple[Generation, int]:
+        assert sniffio.current_async_library() == "trio"
+        async with new_client() as client:
+            generation = await client.generations.create("a fox", aspect_ratio="1:1")
+            return generation, client.limiter.in_use
+
+    generation, in_use = anyio.run(main, backend="trio")
+    assert post.call_count == 1
+    assert poll.call_count == 2
+    assert generation.is_pending is False
+    assert in_use == 0
+
+
+def test_token_single_flight_under_trio(router: respx.MockRouter) -> None:
+    async def slow_token(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(0.02)
+        return httpx.Response(200, json=token_json("tok-trio"))
+
+    token = router.routes["token"].mock(side_effect=slow_token)
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+
+    async def main() -> None:
+        async with new_client() as client, anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(client.generations.get, GEN_ID)
+
+    anyio.run(main, backend="trio")
+    assert token.call_count == 1
+    assert api.call_count == 50
+    assert {c.request.headers["Authorization"] for c in api.calls} == {"Bearer tok-trio"}
+
+
+def test_retry_and_cancellation_under_trio(router: respx.MockRouter) -> None:
+    router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(503), respx.MockResponse(200, json=finished())]
+    )
+    router.post(url(POST_PATH)).respond(202, json=pending("gen-slow"))
+    router.get(url("/v3/ai/image-generations/gen-slow")).respond(202, json=pending("gen-slow"))
+
+    async def main() -> tuple[bool, bool, int]:
+        async with new_client() as client:
+            generation = await client.generations.get(GEN_ID)  # 503 then 200
+            with anyio.move_on_after(0.03) as scope:
+                await client.generations.create("slow")
+            return generation.is_pending, scope.cancelled_caught, client.limiter.in_use
+
+    is_pending, cancelled, in_use = anyio.run(main, backend="trio")
+    assert is_pending is False
+    assert cancelled is True
+    assert in_use == 0
+
+
+def test_polling_deadline_under_trio(router: respx.MockRouter) -> None:
+    router.get(url(GET_PATH)).respond(202, json=pending())
+
+    async def main() -> None:
+        async with new_client() as client:
+            await client.generations.wait(GEN_ID, timeout=0.02)
+
+    with pytest.raises(errors.GenerationTimeoutError) as caught:
+        anyio.run(main, backend="trio")
+    assert caught.value.generation_request_id == GEN_ID
