@@ -166,13 +166,12 @@ class Sandbox:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         core = self._core
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        found = match_route(scope["method"], raw_path.decode("latin-1"))
-        name = found[0].name if isinstance(found, tuple) else "unknown"
-        if isinstance(found, tuple) and found[0].creates:
+        route, params = match_route(scope["method"], raw_path.decode("latin-1"))
+        name = route.name
+        if route.creates:
             core.stats.submissions_attempted += 1
         request = Request(
-            method=scope["method"],
-            params=found[1] if isinstance(found, tuple) else {},
+            params=params,
             query=parse_qs(
                 scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
             ),
@@ -191,11 +190,8 @@ class Sandbox:
             core.stats.record_fault("error")
             phrase = HTTPStatus(plan.error_status).phrase
             response = json_response(plan.error_status, {"message": phrase})
-        elif isinstance(found, int):
-            message = "Not Found" if found == 404 else "Method Not Allowed"
-            response = json_response(found, {"message": message})
         else:
-            response = self._handle(found[0], request)
+            response = self._handle(route, request)
         if plan.slow > 0:
             core.stats.record_fault("slow")
             await core.clock.sleep(plan.slow)
@@ -208,7 +204,7 @@ class Sandbox:
 
     def _handle(self, route: Route, request: Request) -> Response:
         try:
-            if route.kind == "api":
+            if route.api:
                 authenticate(self._core, request)
             return route.handler(self._core, request)
         except ApiError as exc:

@@ -34,7 +34,6 @@ _INDEX = re.compile(r"-?[0-9]{1,10}")
 class Request:
     """One HTTP request, body already read."""
 
-    method: str
     params: dict[str, str]
     """Percent-decoded path parameters of the matched route."""
     query: dict[str, list[str]]

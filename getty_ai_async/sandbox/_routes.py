@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from ._auth import token
@@ -15,7 +15,7 @@ from ._downloads import download_get, download_put, download_sizes, redownload
 from ._files import file_registration_create, file_registration_get, upload
 from ._generations import CREATING_HANDLERS, get_generation
 from ._history import history, history_item
-from ._http import Request, Response
+from ._http import Request, Response, json_response
 
 if TYPE_CHECKING:
     from ._core import Core
@@ -34,29 +34,31 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
-    kind: Literal["api", "token", "cdn"] = "api"
-    """API routes need Api-Key (+ token) and count against QPS; token and CDN do not."""
+    api: bool = True
+    """Needs Api-Key (and a bearer token) and counts against QPS; token and CDN routes don't."""
     creates: bool = False
     """Creates a generation (counts against the pending cap)."""
 
 
-def _route(
-    name: str,
-    method: str,
-    template: str,
-    handler: Handler,
-    kind: Literal["api", "token", "cdn"] = "api",
-) -> Route:
+def _route(name: str, method: str, template: str, handler: Handler, *, api: bool = True) -> Route:
     assert name in ROUTE_NAMES, name
     regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", template)
-    return Route(name, method, re.compile(regex), handler, kind, name in CREATING_HANDLERS)
+    return Route(name, method, re.compile(regex), handler, api, name in CREATING_HANDLERS)
+
+
+def _not_found(core: Core, req: Request) -> Response:
+    return json_response(404, {"message": "Not Found"})
+
+
+def _not_allowed(core: Core, req: Request) -> Response:
+    return json_response(405, {"message": "Method Not Allowed"})
 
 
 _GEN = "/v3/ai/image-generations"
 _IMAGE = _GEN + "/{id}/images/{index}"
 
 _ROUTES = (
-    _route("token", "POST", "/oauth2/token", token, "token"),
+    _route("token", "POST", "/oauth2/token", token, api=False),
     _route("generate", "POST", _GEN, CREATING_HANDLERS["generate"]),
     _route("refine", "POST", _GEN + "/refine", CREATING_HANDLERS["refine"]),
     _route("extend", "POST", _GEN + "/extend", CREATING_HANDLERS["extend"]),
@@ -100,12 +102,16 @@ _ROUTES = (
     _route(
         "file_registration_get", "GET", "/beta/ai/file-registrations/{id}", file_registration_get
     ),
-    _route("cdn", "GET", "/cdn/(?P<path>.+)", cdn, "cdn"),
+    _route("cdn", "GET", "/cdn/(?P<path>.+)", cdn, api=False),
 )
 
 
-def match_route(method: str, raw_path: str) -> tuple[Route, dict[str, str]] | int:
-    """The route for a request and its decoded path parameters, or 404/405."""
+_NOT_FOUND = Route("unknown", "", re.compile(""), _not_found, api=False)
+_NOT_ALLOWED = Route("unknown", "", re.compile(""), _not_allowed, api=False)
+
+
+def match_route(method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
+    """The route for a request and its decoded path parameters (a 404/405 route if none)."""
     allowed = False
     for route in _ROUTES:
         found = route.pattern.fullmatch(raw_path)
@@ -114,4 +120,4 @@ def match_route(method: str, raw_path: str) -> tuple[Route, dict[str, str]] | in
         if route.method == method:
             return route, {k: unquote(v) for k, v in found.groupdict().items()}
         allowed = True
-    return 405 if allowed else 404
+    return (_NOT_ALLOWED if allowed else _NOT_FOUND), {}
