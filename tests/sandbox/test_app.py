@@ -211,3 +211,19 @@ async def test_thousands_of_requests_per_second_in_process(connect: Connect) -> 
             await generate(client, prompt=f"p{i}")
         elapsed = time.perf_counter() - started
     assert 500 / elapsed > 500  # generous: typically several thousand
+
+
+def test_works_in_process_under_trio() -> None:
+    async def main() -> list[int]:
+        sandbox = Sandbox(pending_seconds=0, require_token=False, time_scale=0.001)
+        sandbox.faults.latency = 5.0
+        async with httpx.AsyncClient(
+            transport=sandbox.transport(), base_url=sandbox.api_base_url, headers={"Api-Key": "k"}
+        ) as client:
+            statuses = [(await client.get("/v3/ai/generation-history")).status_code]
+            sandbox.faults.drop_rate = 1.0
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/v3/ai/generation-history")
+            return statuses
+
+    assert anyio.run(main, backend="trio") == [200]

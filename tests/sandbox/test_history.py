@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -11,17 +12,15 @@ from sandbox_helpers import HISTORY_ITEM, Connect, generate
 from getty_ai_async.sandbox import Sandbox
 
 
-async def _history(client: httpx.AsyncClient, **params: object) -> dict[str, object]:
-    reply = await client.get("/v3/ai/generation-history", params=params)  # type: ignore[arg-type]
+async def _history(client: httpx.AsyncClient, **params: str | int | list[str]) -> dict[str, Any]:
+    reply = await client.get("/v3/ai/generation-history", params=params)
     assert reply.status_code == 200, reply.text
-    payload: dict[str, object] = reply.json()
+    payload: dict[str, Any] = reply.json()
     return payload
 
 
-def _ids(payload: dict[str, object]) -> list[str]:
-    generations = payload["generations"]
-    assert isinstance(generations, list)
-    return [g["generation_request_id"] for g in generations]
+def _ids(payload: dict[str, Any]) -> list[str]:
+    return [g["generation_request_id"] for g in payload["generations"]]
 
 
 async def test_history_pages_newest_first(client: httpx.AsyncClient) -> None:
@@ -96,10 +95,10 @@ async def test_pending_generations_are_listed_without_results(connect: Connect) 
     sandbox = Sandbox(pending_seconds=5.0)
     async with connect(sandbox) as client:
         await client.post("/v3/ai/image-generations", json={"prompt": "p"})
-        (item,) = (await _history(client))["generations"]  # type: ignore[misc]
+        (item,) = (await _history(client))["generations"]
         assert item["results"] == []
         sandbox.advance(5.0)
-        (item,) = (await _history(client))["generations"]  # type: ignore[misc]
+        (item,) = (await _history(client))["generations"]
         assert len(item["results"]) == 4
 
 

@@ -46,13 +46,13 @@ def decode_png(data: bytes) -> tuple[int, int, list[bytes]]:
     rows, previous = [], bytes(stride)
     for y in range(height):
         line = raw[y * (stride + 1) : (y + 1) * (stride + 1)]
-        kind, encoded, row = line[0], line[1:], bytearray(stride)
-        assert kind <= 4
+        filter_type, encoded, row = line[0], line[1:], bytearray(stride)
+        assert filter_type <= 4
         for i in range(stride):
             left = row[i - 3] if i >= 3 else 0
             up = previous[i]
             upper_left = previous[i - 3] if i >= 3 else 0
-            predictor = (0, left, up, (left + up) // 2, _paeth(left, up, upper_left))[kind]
+            predictor = (0, left, up, (left + up) // 2, _paeth(left, up, upper_left))[filter_type]
             row[i] = (encoded[i] + predictor) & 0xFF
         rows.append(bytes(row))
         previous = rows[-1]
