@@ -155,14 +155,22 @@ class TokenProvider:
             raise AuthenticationError(str(error), response=response, body=error.body)
         if response.status_code >= 300:
             raise make_status_error(response)
-        payload = response.json()
-        expires_in = float(payload.get("expires_in") or 1800)
+        try:
+            payload = response.json()
+            value = str(payload["access_token"])
+            expires_in = float(payload.get("expires_in") or 1800)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise AuthenticationError(
+                f"{response.status_code} from the token endpoint without a usable access_token",
+                response=response,
+                body=None,
+            ) from None
         if payload.get("refresh_token"):
             self._refresh_token = payload["refresh_token"]
         margin = min(_MAX_REFRESH_MARGIN, expires_in / 2)
         log.debug("token fetched via %s grant, expires in %.0fs", self.grant.kind, expires_in)
         return _Token(
-            value=payload["access_token"],
+            value=value,
             refresh_at=started + expires_in - margin,
             expires_at=started + expires_in,
         )
