@@ -475,3 +475,27 @@ def test_grant_kinds() -> None:
     assert Grant("id", client_secret="s", username="u", password="p").kind == "password"
     assert Grant("id", refresh_token="r").kind == "refresh_token"
     assert Grant("id", access_token="a").kind == "access_token"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        respx.MockResponse(200, json={"token_type": "Bearer"}),
+        respx.MockResponse(200, text="<html>sign in</html>"),
+        respx.MockResponse(200, json=["not", "an", "object"]),
+        respx.MockResponse(200, json={"access_token": "tok-LEAK", "expires_in": "soon"}),
+    ],
+    ids=["no-access-token", "html", "json-list", "bad-expires-in"],
+)
+async def test_malformed_token_reply_is_an_authentication_error(
+    router: respx.MockRouter, make_client: ClientFactory, reply: respx.MockResponse
+) -> None:
+    router.routes["token"].mock(return_value=reply)
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+    with pytest.raises(errors.AuthenticationError) as caught:
+        await client.generations.get(GEN_ID)
+    assert "access_token" in str(caught.value)
+    assert "tok-LEAK" not in str(caught.value)
+    assert "tok-LEAK" not in repr(caught.value)
+    assert api.call_count == 0
