@@ -13,6 +13,9 @@ from getty_ai_async.sandbox import Sandbox
 Connect = Callable[..., contextlib.AbstractAsyncContextManager[httpx.AsyncClient]]
 """The ``connect`` fixture: ``async with connect(sandbox, key=...) as client``."""
 
+FROZEN = 1000.0
+"""A time_scale under which real time barely moves the sandbox clock: only advance() does."""
+
 # Keys of the spec's response schemas (all additionalProperties: false).
 IMAGE_GENERATIONS_RESPONSE = {"generation_request_id", "seed", "results", "original_asset"}
 IMAGE_DATA_RESPONSE = {"index", "is_blocked", "preview_urls", "url"}

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sandbox_helpers import Connect, generate
+from sandbox_helpers import FROZEN, Connect, generate
 
 from getty_ai_async.sandbox import ROUTE_NAMES, FaultConfig, Sandbox, SandboxConfig
 from getty_ai_async.sandbox._ids import GenerationKey, IdCodec
@@ -194,7 +194,9 @@ async def test_finished_generations_cost_no_memory_without_history() -> None:
 
 
 async def test_pending_bookkeeping_shrinks_as_generations_finish() -> None:
-    sandbox = Sandbox(pending_seconds=1.0, pending_limit=None, require_token=False)
+    sandbox = Sandbox(
+        pending_seconds=1.0, pending_limit=None, require_token=False, time_scale=FROZEN
+    )
     for i in range(500):
         assert await _call(sandbox, json.dumps({"prompt": f"p{i}"}).encode()) == 202
     assert sandbox.stats.current_pending("bench") == 500

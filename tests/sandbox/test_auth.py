@@ -6,7 +6,7 @@ import base64
 
 import httpx
 import pytest
-from sandbox_helpers import Connect, generate
+from sandbox_helpers import FROZEN, Connect, generate
 
 from getty_ai_async.sandbox import Sandbox
 
@@ -153,7 +153,7 @@ async def test_api_routes_need_api_key_and_a_valid_token(connect: Connect) -> No
 
 
 async def test_tokens_expire_after_their_ttl(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=0, token_ttl=60.0)
+    sandbox = Sandbox(pending_seconds=0, token_ttl=60.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         await generate(client)
         sandbox.advance(59.0)

@@ -6,7 +6,7 @@ import struct
 
 import httpx
 import pytest
-from sandbox_helpers import Connect, generate
+from sandbox_helpers import FROZEN, Connect, generate
 
 from getty_ai_async.sandbox import Sandbox
 
@@ -53,7 +53,7 @@ async def test_download_answers_200_at_once_and_serves_a_png(
 
 
 async def test_download_is_202_until_ready_and_409_while_in_progress(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=0, download_pending_seconds=3.0)
+    sandbox = Sandbox(pending_seconds=0, download_pending_seconds=3.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         generation_id = (await generate(client))["generation_request_id"]
         path = f"/v3/ai/image-generations/{generation_id}/images/0/download"
@@ -116,7 +116,7 @@ async def test_download_validates_its_body(
 
 
 async def test_download_path_errors(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=5.0)
+    sandbox = Sandbox(pending_seconds=5.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         pending = (await client.post("/v3/ai/image-generations", json={"prompt": "p"})).json()
         pending_path = f"/v3/ai/image-generations/{pending['generation_request_id']}/images/0"

@@ -7,7 +7,7 @@ import time
 import anyio
 import httpx
 import pytest
-from sandbox_helpers import Connect, generate
+from sandbox_helpers import FROZEN, Connect, generate
 
 from getty_ai_async.sandbox import FaultConfig, Sandbox
 
@@ -87,7 +87,7 @@ async def test_drop_before_processing_creates_nothing(connect: Connect) -> None:
 
 
 async def test_drop_after_processing_leaves_the_generation_in_place(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=5.0)
+    sandbox = Sandbox(pending_seconds=5.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         sandbox.faults.route_drop_rates["generate"] = 1.0
         sandbox.faults.drop_after_processing = True

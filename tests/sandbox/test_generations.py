@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_helpers import Connect, assert_generation_shape, generate, upload
+from sandbox_helpers import FROZEN, Connect, assert_generation_shape, generate, upload
 
 from getty_ai_async.sandbox import Sandbox
 from getty_ai_async.sandbox._config import SandboxConfig
@@ -27,7 +27,7 @@ async def test_generate_answers_200_at_once_when_pending_time_is_zero(
 
 
 async def test_generation_answers_202_until_ready_then_200(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=2.0)
+    sandbox = Sandbox(pending_seconds=2.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         posted = await client.post("/v3/ai/image-generations", json={"prompt": "a fox"})
         assert posted.status_code == 202
@@ -48,7 +48,7 @@ async def test_generation_answers_202_until_ready_then_200(connect: Connect) -> 
 
 
 async def test_pending_time_range_is_respected(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=(1.0, 3.0), pending_limit=None, seed=3)
+    sandbox = Sandbox(pending_seconds=(1.0, 3.0), pending_limit=None, seed=3, time_scale=FROZEN)
     async with connect(sandbox) as client:
         ids = []
         for _ in range(10):
@@ -64,7 +64,7 @@ async def test_pending_time_range_is_respected(connect: Connect) -> None:
 
 
 async def test_pending_cap_answers_429_and_creates_nothing(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=10.0, pending_limit=2)
+    sandbox = Sandbox(pending_seconds=10.0, pending_limit=2, time_scale=FROZEN)
     async with connect(sandbox) as client, connect(sandbox, key="other") as other:
         for _ in range(2):
             assert (
@@ -120,7 +120,7 @@ async def test_ids_from_a_sandbox_that_has_not_issued_them_are_unknown(connect: 
 
 
 async def test_generations_past_retention_answer_410(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=0, retention_seconds=100.0)
+    sandbox = Sandbox(pending_seconds=0, retention_seconds=100.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         generation_id = (await generate(client))["generation_request_id"]
         sandbox.advance(99.0)
@@ -234,7 +234,7 @@ async def test_variations_of_a_finished_image(client: httpx.AsyncClient) -> None
 
 
 async def test_derived_routes_answer_404_for_a_pending_source(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=5.0)
+    sandbox = Sandbox(pending_seconds=5.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         posted = await client.post("/v3/ai/image-generations", json={"prompt": "p"})
         source = posted.json()["generation_request_id"]
@@ -287,7 +287,7 @@ async def test_refine_needs_an_uploaded_mask_and_one_reference(
 
 
 async def test_masks_are_per_api_key_and_expire(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=0, upload_ttl=60.0)
+    sandbox = Sandbox(pending_seconds=0, upload_ttl=60.0, time_scale=FROZEN)
     async with connect(sandbox) as client, connect(sandbox, key="other") as other:
         source = (await generate(client))["generation_request_id"]
         mask_url = await upload(client, sandbox)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sandbox_helpers import HISTORY_ITEM, Connect, generate
+from sandbox_helpers import FROZEN, HISTORY_ITEM, Connect, generate
 
 from getty_ai_async.sandbox import Sandbox
 
@@ -92,7 +92,7 @@ async def test_history_item_shape(client: httpx.AsyncClient) -> None:
 
 
 async def test_pending_generations_are_listed_without_results(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=5.0)
+    sandbox = Sandbox(pending_seconds=5.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         await client.post("/v3/ai/image-generations", json={"prompt": "p"})
         (item,) = (await _history(client))["generations"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sandbox_helpers import Connect, generate
+from sandbox_helpers import FROZEN, Connect, generate
 
 from getty_ai_async.sandbox import Sandbox
 
@@ -14,14 +14,15 @@ async def _history(client: httpx.AsyncClient) -> httpx.Response:
 
 
 async def test_qps_limit_answers_429_with_retry_after(connect: Connect) -> None:
-    sandbox = Sandbox(qps=2.0)
+    sandbox = Sandbox(qps=2.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         assert (await _history(client)).status_code == 200
         assert (await _history(client)).status_code == 200
         refused = await _history(client)
         assert refused.status_code == 429
         assert refused.content == b'{"message":"Too Many Requests"}'
-        assert refused.headers["retry-after"] == "1"
+        # One simulated second, sent in real seconds.
+        assert refused.headers["retry-after"] == str(int(FROZEN))
 
         sandbox.advance(0.5)  # one token back at 2 per second
         assert (await _history(client)).status_code == 200
@@ -31,7 +32,7 @@ async def test_qps_limit_answers_429_with_retry_after(connect: Connect) -> None:
 
 
 async def test_qps_limit_is_per_account_and_skips_token_and_cdn(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=0, qps=1.0)
+    sandbox = Sandbox(pending_seconds=0, qps=1.0, time_scale=FROZEN)
     async with connect(sandbox) as client, connect(sandbox, key="other") as other:
         url = (await generate(client))["results"][0]["url"]
         assert (await _history(client)).status_code == 429
@@ -43,7 +44,7 @@ async def test_qps_limit_is_per_account_and_skips_token_and_cdn(connect: Connect
 
 
 async def test_qps_burst(connect: Connect) -> None:
-    sandbox = Sandbox(qps=0.5, qps_burst=4)
+    sandbox = Sandbox(qps=0.5, qps_burst=4, time_scale=FROZEN)
     async with connect(sandbox) as client:
         statuses = [(await _history(client)).status_code for _ in range(5)]
     assert statuses == [200, 200, 200, 200, 429]

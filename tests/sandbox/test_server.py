@@ -98,7 +98,7 @@ async def test_serve_reports_its_url_and_stops_on_cancel() -> None:
             posted = await client.post("/v3/ai/image-generations", json={"prompt": "p"})
             assert posted.status_code == 202
             path = f"/v3/ai/image-generations/{posted.json()['generation_request_id']}"
-            await anyio.sleep(0.06)  # 5 simulated seconds at time_scale 0.01
+            await anyio.sleep(0.1)  # more than 5 simulated seconds at time_scale 0.01
             assert (await client.get(path)).status_code == 200
 
             sandbox.faults.drop_rate = 1.0

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from sandbox_helpers import Connect, generate
+from sandbox_helpers import FROZEN, Connect, generate
 
 from getty_ai_async.sandbox import Sandbox, SandboxStats
 
 
 async def test_counters_and_snapshot(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=3.0, pending_limit=2)
+    sandbox = Sandbox(pending_seconds=3.0, pending_limit=2, time_scale=FROZEN)
     stats = sandbox.stats
     assert isinstance(stats, SandboxStats)
     async with connect(sandbox) as client:
@@ -51,7 +51,7 @@ async def test_counters_and_snapshot(connect: Connect) -> None:
 
 
 async def test_peak_pending_is_the_highest_account_peak(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=10.0, pending_limit=None)
+    sandbox = Sandbox(pending_seconds=10.0, pending_limit=None, time_scale=FROZEN)
     async with connect(sandbox) as client, connect(sandbox, key="other") as other:
         for _ in range(5):
             await client.post("/v3/ai/image-generations", json={"prompt": "p"})
@@ -69,7 +69,7 @@ def test_snapshot_is_a_copy(sandbox: Sandbox) -> None:
 
 
 async def test_unauthorized_and_rate_limited_counts(connect: Connect) -> None:
-    sandbox = Sandbox(pending_seconds=0, qps=1.0)
+    sandbox = Sandbox(pending_seconds=0, qps=1.0, time_scale=FROZEN)
     async with connect(sandbox) as client:
         await generate(client)
         await client.get("/v3/ai/generation-history")  # over the QPS budget
