@@ -9,7 +9,7 @@ import respx
 
 from getty_ai_async import AsyncGettyAI, GeneratedImage, Generation, GenerationRequest, errors
 
-from ._helpers import GEN_ID, assert_api_auth, body, finished, pending, url
+from ._helpers import API_KEY, GEN_ID, ClientFactory, assert_api_auth, body, finished, pending, url
 
 MASK = url("/v3/search/by-image/uploads/mask.jpg")
 REF = {"generation_request_id": "gen-src", "index": 1}
@@ -331,3 +331,27 @@ async def test_unknown_response_fields_are_tolerated(
     )
     generation = await client.generations.get(GEN_ID)
     assert generation.model_extra == {"brand_new_field": {"x": 1}}
+
+
+async def test_base_url_path_prefix_is_kept(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    client = make_client(base_url="https://gateway.test/getty/")
+    route = router.get(f"https://gateway.test/getty/v3/ai/image-generations/{GEN_ID}").respond(
+        200, json=finished()
+    )
+    upload = router.put("https://gateway.test/getty/v3/search/by-image/uploads/m.jpg").respond(200)
+    await client.generations.get(GEN_ID)
+    assert await client.uploads.upload(b"x", file_name="m.jpg") == (
+        "https://gateway.test/getty/v3/search/by-image/uploads/m.jpg"
+    )
+    assert route.calls.last.request.headers["Api-Key"] == API_KEY
+    assert upload.call_count == 1
+
+
+async def test_ids_are_percent_encoded_once(client: AsyncGettyAI, router: respx.MockRouter) -> None:
+    route = router.get(url__regex=r"https://api\.test/v3/ai/image-generations/.*").respond(
+        200, json=finished("gén+1")
+    )
+    await client.generations.get("gén+1")
+    assert route.calls.last.request.url.raw_path == b"/v3/ai/image-generations/g%C3%A9n%2B1"
