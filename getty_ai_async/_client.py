@@ -31,6 +31,7 @@ from ._history import History
 from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
 from ._rate import RateBudget
+from ._resource import check_positive
 from ._transport import RetryPolicy, Transport
 from ._version import __version__
 from .errors import ValidationError
@@ -112,10 +113,8 @@ class AsyncGettyAI:
             token_url or os.environ.get("GETTY_TOKEN_URL") or DEFAULT_TOKEN_URL,
             allow_insecure_http,
         )
-        if poll_interval <= 0:
-            raise ValidationError("poll_interval", "must be > 0 seconds")
-        if wait_timeout <= 0:
-            raise ValidationError("wait_timeout", "must be > 0 seconds")
+        self.poll_interval = check_positive("poll_interval", poll_interval)
+        self.wait_timeout = check_positive("wait_timeout", wait_timeout)
         if max_retries < 0:
             raise ValidationError("max_retries", "must be >= 0")
         if (username is None) != (password is None):
@@ -127,8 +126,6 @@ class AsyncGettyAI:
         except ValueError as exc:
             raise ValidationError("max_pending", str(exc)) from None
 
-        self.poll_interval = poll_interval
-        self.wait_timeout = wait_timeout
         self.max_requests_per_second = max_requests_per_second
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
@@ -138,7 +135,7 @@ class AsyncGettyAI:
             headers={"User-Agent": f"getty-ai-async/{__version__}"},
         )
         tokens = None
-        if access_token or api_secret or refresh_token:
+        if access_token or api_secret or refresh_token or username:
             grant = Grant(
                 client_id=api_key,
                 client_secret=api_secret,

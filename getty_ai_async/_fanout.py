@@ -29,7 +29,7 @@ from anyio.abc import TaskGroup
 from ._journal import Journal, JournalRecord, RecordState
 from ._limiter import MaxPending, PendingLimiter, Slot
 from ._models import Generation, GenerationRequest
-from ._resource import build
+from ._resource import build, check_positive
 from ._routes import ROUTES, validate_id
 from ._transport import retry_after_seconds
 from .errors import (
@@ -166,8 +166,12 @@ class GenerationRun:
         self._journal = Journal(journal) if journal is not None else None
         self._journal_opened = False
         self._return_exceptions = return_exceptions
-        self._interval = client.poll_interval if poll_interval is None else poll_interval
-        self._timeout = client.wait_timeout if timeout is None else timeout
+        self._interval = check_positive(
+            "poll_interval", client.poll_interval if poll_interval is None else poll_interval
+        )
+        self._timeout = check_positive(
+            "timeout", client.wait_timeout if timeout is None else timeout
+        )
         self._retry_failed = retry_failed
         self._resume_ids = _resume_ids
         self._sync_input: Iterator[Any] | None = None

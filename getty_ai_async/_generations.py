@@ -40,7 +40,7 @@ def _reference(
 ) -> dict[str, Any]:
     """Turn the friendly `asset_id` / `generation_request_id`+`index` pair into the wire form."""
     if generation_request_id is None:
-        if index is not None and asset_id is None:
+        if index is not None:
             raise ValidationError(
                 "generation_request_id", "index given without generation_request_id"
             )

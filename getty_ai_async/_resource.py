@@ -13,7 +13,7 @@ from .errors import GenerationTimeoutError, ValidationError
 if TYPE_CHECKING:
     from ._client import AsyncGettyAI
 
-__all__ = ["AsyncResource", "build", "poll_until_ready"]
+__all__ = ["AsyncResource", "build", "check_positive", "poll_until_ready"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 T = TypeVar("T")
@@ -31,6 +31,13 @@ def build(model: type[M], **fields: Any) -> M:
         raise ValidationError(field, error["msg"]) from None
 
 
+def check_positive(field: str, seconds: float) -> float:
+    """A duration that must be > 0 (a zero poll interval would spin)."""
+    if not seconds > 0:
+        raise ValidationError(field, f"must be > 0 seconds, got {seconds!r}")
+    return seconds
+
+
 async def poll_until_ready(
     fetch: Callable[[], Awaitable[T]],
     is_pending: Callable[[T], bool],
@@ -42,6 +49,8 @@ async def poll_until_ready(
     immediate: bool = False,
 ) -> T:
     """Call `fetch` every `interval` seconds until it is no longer pending or `timeout` passes."""
+    check_positive("poll_interval", interval)
+    check_positive("timeout", timeout)
     started = anyio.current_time()
     deadline = started + timeout
     if immediate:

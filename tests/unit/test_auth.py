@@ -501,11 +501,6 @@ async def test_malformed_token_reply_is_an_authentication_error(
     assert api.call_count == 0
 
 
-@pytest.mark.xfail(
-    reason="_client.AsyncGettyAI builds no TokenProvider for username/password without "
-    "api_secret: the password grant is silently dropped and calls go out Api-Key only",
-    strict=True,
-)
 async def test_password_without_secret_is_not_silently_ignored(
     router: respx.MockRouter, make_client: ClientFactory
 ) -> None:

@@ -272,14 +272,9 @@ def test_route_path_accepts_plain_ids(value: str) -> None:
     )
 
 
-# ------------------------------------------- known bugs in files this suite may not edit
+# ------------------------------------------------- reference and interval edge cases
 
 
-@pytest.mark.xfail(
-    reason="_generations._reference drops `index` silently when asset_id is given without "
-    "generation_request_id (it only refuses a lone index when asset_id is None)",
-    strict=True,
-)
 async def test_index_with_asset_id_but_no_generation_is_refused(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
@@ -292,11 +287,6 @@ async def test_index_with_asset_id_but_no_generation_is_refused(
     assert router.calls.call_count == 0
 
 
-@pytest.mark.xfail(
-    reason="generations.wait() does not validate a per-call poll_interval (the constructor "
-    "requires > 0): poll_interval=0 polls in a tight loop",
-    strict=True,
-)
 async def test_wait_refuses_non_positive_poll_interval(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
