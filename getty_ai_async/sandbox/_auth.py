@@ -75,6 +75,16 @@ def _basic_credentials(header: str) -> tuple[str, str] | None:
     return unquote(client_id), unquote(secret)
 
 
+def _client_ok(keys: dict[str, str] | None, grant: str, client_id: str, secret: str) -> bool:
+    # The user's password (or a refresh token) vouches for public clients, which have
+    # no secret; a secret that is sent must still be the right one.
+    if not client_id or (not secret and grant == "client_credentials"):
+        return False
+    if keys is None:
+        return True
+    return client_id in keys and (not secret or keys[client_id] == secret)
+
+
 def token(core: Core, req: Request) -> Response:
     """``POST /oauth2/token`` (form-encoded; client credentials in the form or Basic auth)."""
     core.stats.token_requests += 1
@@ -98,8 +108,7 @@ def token(core: Core, req: Request) -> Response:
         return _oauth_error(
             400, "unsupported_grant_type", f"grant_type {grant!r} is not supported."
         )
-    keys = core.config.api_keys
-    if not client_id or not secret or (keys is not None and keys.get(client_id) != secret):
+    if not _client_ok(core.config.api_keys, grant, client_id, secret):
         return _oauth_error(401, "invalid_client", "Unknown client_id or wrong client_secret.")
     refresh: str | None = None
     if grant == "password":

@@ -114,6 +114,22 @@ async def test_token_refusals(form: dict[str, str], status: int, error: str) -> 
     assert sandbox.stats.tokens_issued == 0
 
 
+async def test_password_grant_without_a_secret() -> None:
+    sandbox = Sandbox(api_keys={"key": "secret"})
+    form = {"grant_type": "password", "client_id": "key", "username": "ann", "password": "pw"}
+    public = await _token(sandbox, **form)
+    assert public.status_code == 200
+    refreshed = await _token(
+        sandbox,
+        grant_type="refresh_token",
+        client_id="key",
+        refresh_token=public.json()["refresh_token"],
+    )
+    assert refreshed.status_code == 200
+    assert (await _token(sandbox, **form, client_secret="wrong")).status_code == 401
+    assert (await _token(sandbox, **{**form, "client_id": "nobody"})).status_code == 401
+
+
 async def test_token_request_must_be_form_encoded() -> None:
     sandbox = Sandbox()
     async with httpx.AsyncClient(transport=sandbox.transport()) as client:
