@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 from collections.abc import AsyncIterable, Iterable
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
@@ -35,6 +36,9 @@ from ._resource import check_positive
 from ._transport import RetryPolicy, Transport
 from ._version import __version__
 from .errors import ValidationError
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
 
 __all__ = ["AsyncGettyAI"]
 
@@ -157,6 +161,39 @@ class AsyncGettyAI:
                 raise ValidationError("max_requests_per_second", str(exc)) from None
         self._transport = Transport(self._http, self._auth, self.base_url, policy, budget)
         self._closed = False
+        self.simulator: Sandbox | None = None
+        """The in-process sandbox this client talks to (see `sandbox()`), else None."""
+
+    @classmethod
+    def sandbox(cls, simulator: Sandbox | None = None, /, **options: Any) -> Self:
+        """A client wired in-process to a fresh sandbox: no account, no network.
+
+        Keyword arguments that name `SandboxConfig` or `FaultConfig` fields configure the
+        sandbox (``pending_seconds=0.2, pending_limit=32, error_rate=0.1``...); the rest go
+        to the client. The sandbox stays reachable as ``client.simulator`` (for its stats).
+        """
+        # Imported here so that a normal client never loads the simulator.
+        from .sandbox import FaultConfig, Sandbox, SandboxConfig
+
+        def take(config: type[Any]) -> dict[str, Any]:
+            names = {field.name for field in dataclasses.fields(config)}
+            return {name: options.pop(name) for name in list(options) if name in names}
+
+        faults, settings = take(FaultConfig), take(SandboxConfig)
+        if simulator is None:
+            simulator = Sandbox(faults=FaultConfig(**faults), **settings)
+        elif faults or settings:
+            raise ValidationError("simulator", "pass sandbox settings or a Sandbox, not both")
+        options.setdefault("api_key", "sandbox-key")
+        options.setdefault("api_secret", "sandbox-secret")
+        client = cls(
+            base_url=simulator.api_base_url,
+            token_url=simulator.token_url,
+            transport=simulator.transport(),
+            **options,
+        )
+        client.simulator = simulator
+        return client
 
     # ------------------------------------------------------------------ namespaces
 

@@ -16,7 +16,7 @@ MaxPending = int | Literal["auto"]
 
 _AUTO_START = 4
 _AUTO_CEILING = 512
-_DECREASE = 0.7
+_PROBE_ROUNDS = 4
 # A slot parked by `create(wait=False)` is given back after this long even if nobody
 # polls it: the service finishes generations within about a minute.
 _PARKED_TTL = 120.0
@@ -47,9 +47,10 @@ class PendingLimiter:
     """Caps generations that are submitted and not yet finished.
 
     A slot is taken before the POST and returned when the generation ends in any way.
-    With ``max_pending="auto"`` the limit starts low, grows by one per success until the
-    first 429 (slow start), then by ``1/limit`` per success, and shrinks by 30% on a 429
-    from a submit (once per round: submits already in flight when it shrank don't count).
+    With ``max_pending="auto"`` the limit starts low and grows by one per success until
+    the first 429 (slow start: it doubles every round), then by one every few rounds. A
+    429 on a submit sets it to the number of slots in use when the service refused, less
+    one, once per round (submits already in flight when it shrank don't count again).
     """
 
     def __init__(self, max_pending: MaxPending, *, ceiling: int = _AUTO_CEILING) -> None:
@@ -132,16 +133,25 @@ class PendingLimiter:
         """A generation finished: in auto mode, grow the limit."""
         if not self.adaptive:
             return
-        step = 1.0 if self._limit < self._threshold else 1.0 / self._limit
+        if self._limit < self._threshold:
+            step = 1.0
+        else:
+            # Past the first 429, probe one slot higher every few rounds only: each probe
+            # that finds the cap costs a 429.
+            step = 1.0 / (self._limit * _PROBE_ROUNDS)
         self._set_limit(self._limit + step)
 
     def rate_limited(self, slot: Slot) -> None:
-        """A submit holding `slot` got 429: in auto mode, shrink once per round."""
+        """A submit holding `slot` got 429: in auto mode, shrink once per round.
+
+        The service refused while we held `in_use` slots, so the account's cap (what is
+        left of it for us) is at most ``in_use - 1``: go straight there.
+        """
         self.rate_limited_count += 1
         if not self.adaptive or slot.epoch < self._epoch:
             return
         self._epoch += 1
-        self._threshold = max(1.0, self._limit * _DECREASE)
+        self._threshold = max(1.0, float(self.in_use - 1))
         self._set_limit(self._threshold)
 
     def _set_limit(self, value: float) -> None:
