@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import respx
 import stamina.instrumentation
@@ -29,8 +30,13 @@ def router() -> Iterator[respx.MockRouter]:
 
 
 @pytest.fixture
-async def make_client() -> AsyncIterator[ClientFactory]:
-    """Build clients with test-friendly defaults; all are closed at teardown."""
+async def make_client(router: respx.MockRouter) -> AsyncIterator[ClientFactory]:
+    """Build clients with test-friendly defaults; all are closed at teardown.
+
+    Unless the test brings its own `http_client`, requests go to `router` through an
+    `httpx.MockTransport` (same routing and call records as respx's patching, without
+    building an SSL context per client, which would dominate the suite's run time).
+    """
     made: list[AsyncGettyAI] = []
 
     def factory(**overrides: Any) -> AsyncGettyAI:
@@ -43,6 +49,8 @@ async def make_client() -> AsyncIterator[ClientFactory]:
             "wait_timeout": 2.0,
             "retry_policy": FAST,
         } | overrides
+        if "http_client" not in options:
+            options.setdefault("transport", httpx.MockTransport(router.async_handler))
         client = AsyncGettyAI(**options)
         made.append(client)
         return client
