@@ -193,6 +193,10 @@ class GenerationRun:
         self._ready: deque[GenerationOutcome] = deque()
         self._changed = anyio.Event()
         self._wake = anyio.Event()
+        self._stopping = False
+        self._releases = 0
+        for limiter in self._limiters:
+            limiter.subscribe(self._slot_released)
         self.stats = RunStats()
         self._closed = False
 
@@ -253,13 +257,15 @@ class GenerationRun:
 
     async def _step(self) -> None:
         self._wake = anyio.Event()
-        # `loops` is cancelled once an outcome is ready; `requests` then waits for the
-        # HTTP calls in flight, so no POST is ever cut off between send and reply.
-        async with anyio.create_task_group() as requests, anyio.create_task_group() as loops:
-            loops.start_soon(self._submitter, requests)
-            loops.start_soon(self._poller, requests)
+        self._stopping = False
+        # Once an outcome is ready the loops are asked to stop (not cancelled: a cancelled
+        # task leaves a reference cycle that would keep this run, and its slots, alive
+        # after a `break`), and `requests` waits for the HTTP calls in flight, so no POST
+        # is ever cut off between send and reply.
+        async with anyio.create_task_group() as requests:
+            requests.start_soon(self._submitter, requests)
+            requests.start_soon(self._poller, requests)
             await self._wake.wait()
-            loops.cancel_scope.cancel()
 
     def _finished(self) -> bool:
         return (
@@ -272,10 +278,12 @@ class GenerationRun:
         )
 
     def _notify(self) -> None:
+        if self._ready or self._finished():
+            # Stop starting work at once; the step returns when the calls in flight end.
+            self._stopping = True
+            self._wake.set()
         self._changed.set()
         self._changed = anyio.Event()
-        if self._ready or self._finished():
-            self._wake.set()
 
     def _emit(self, outcome: GenerationOutcome) -> None:
         stats = self.stats
@@ -312,7 +320,7 @@ class GenerationRun:
     # --------------------------------------------------------------- submitting
 
     async def _submitter(self, requests: TaskGroup) -> None:
-        while True:
+        while not self._stopping:
             item = self._held or await self._next_item()
             if item is None:
                 if self._input_exhausted and not self._retries and not self._submitting:
@@ -322,7 +330,10 @@ class GenerationRun:
             # Held across the wait for a slot, so a step ending meanwhile loses nothing.
             self._held = item
             if item.needs_slot and not item.slots:
-                item.slots = await self._acquire_slots()
+                slots = await self._acquire_slots()
+                if slots is None:
+                    return
+                item.slots = slots
             self._held = None
             if item.generation_request_id is not None:
                 self._track_pending(item, first_poll=anyio.current_time())
@@ -334,10 +345,17 @@ class GenerationRun:
     async def _next_item(self) -> _Item | None:
         """A 429'd item whose wait is over, else the next input; None when there's nothing now."""
         if self._retries:
-            head = self._retries[0]
-            delay = head.not_before - anyio.current_time()
-            if delay > 0:
-                await self._client.limiter.wait_for_release(delay)
+            # A 429 usually means the account's cap is full: retry when one of our
+            # generations ends, or after the service's Retry-After / about a second.
+            releases = self._releases
+            delay = self._retries[0].not_before - anyio.current_time()
+            if delay > 0 and releases == self._releases:
+                await self._wait_for_change(delay)
+                if (
+                    self._releases == releases
+                    and anyio.current_time() < self._retries[0].not_before
+                ):
+                    return None
             return self._retries.popleft()
         if self._input_exhausted:
             if self._submitting:
@@ -431,16 +449,29 @@ class GenerationRun:
         self._emit(self._outcome(item, generation=generation, error=error, replayed=True))
         return None
 
-    async def _acquire_slots(self) -> list[tuple[PendingLimiter, Slot]]:
-        taken: list[tuple[PendingLimiter, Slot]] = []
-        try:
+    async def _acquire_slots(self) -> list[tuple[PendingLimiter, Slot]] | None:
+        """A slot from every limiter, or None if the step ends first."""
+        while not self._stopping:
+            taken: list[tuple[PendingLimiter, Slot]] = []
             for limiter in self._limiters:
-                taken.append((limiter, await limiter.acquire()))
-        except BaseException:
-            for limiter, slot in taken:
-                limiter.release(slot)
-            raise
-        return taken
+                slot = limiter.try_acquire()
+                if slot is None:
+                    for owner, held in taken:
+                        owner.release(held)
+                    break
+                taken.append((limiter, slot))
+            else:
+                return taken
+            await self._changed.wait()
+        return None
+
+    def _slot_released(self) -> None:
+        self._releases += 1
+        self._notify()
+
+    async def _wait_for_change(self, timeout: float) -> None:
+        with anyio.move_on_after(timeout):
+            await self._changed.wait()
 
     def _release(self, item: _Item) -> None:
         for limiter, slot in item.slots:
@@ -549,7 +580,7 @@ class GenerationRun:
 
     async def _poller(self, requests: TaskGroup) -> None:
         """Dispatch due polls, spaced so N pending ids never poll in one burst."""
-        while True:
+        while not self._stopping:
             if not self._schedule:
                 await self._changed.wait()
                 continue
@@ -558,8 +589,7 @@ class GenerationRun:
             at = max(due, self._last_poll + spacing)
             now = anyio.current_time()
             if at > now:
-                with anyio.move_on_after(at - now):
-                    await self._changed.wait()
+                await self._wait_for_change(at - now)
                 continue
             _, _, item = heapq.heappop(self._schedule)
             self._last_poll = max(at, now - spacing)
@@ -614,5 +644,7 @@ class GenerationRun:
             self._release(self._held)
         self._pending.clear()
         self._schedule.clear()
+        for limiter in self._limiters:
+            limiter.unsubscribe(self._slot_released)
         if self._journal is not None:
             self._journal.close()

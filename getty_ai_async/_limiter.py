@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -67,6 +68,7 @@ class PendingLimiter:
         self._limiter = anyio.CapacityLimiter(start)
         self._parked: dict[str, tuple[Slot, float]] = {}
         self._released = anyio.Event()
+        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
         self.rate_limited_count = 0
 
     @property
@@ -94,6 +96,23 @@ class PendingLimiter:
         await self._limiter.acquire_on_behalf_of(slot)
         return slot
 
+    def try_acquire(self) -> Slot | None:
+        """A free slot now, or None."""
+        self._expire_parked()
+        slot = Slot(self._epoch)
+        try:
+            self._limiter.acquire_on_behalf_of_nowait(slot)
+        except anyio.WouldBlock:
+            return None
+        return slot
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever a slot is released (held weakly: no leak if forgotten)."""
+        self._listeners.append(weakref.WeakMethod(callback))
+
+    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        self._listeners = [ref for ref in self._listeners if ref() not in (None, callback)]
+
     def release(self, slot: Slot) -> None:
         """Give a slot back; releasing twice is harmless."""
         if not slot.released:
@@ -101,6 +120,10 @@ class PendingLimiter:
             self._limiter.release_on_behalf_of(slot)
             self._released.set()
             self._released = anyio.Event()
+            for listener in list(self._listeners):
+                callback = listener()
+                if callback is not None:
+                    callback()
 
     async def wait_for_release(self, timeout: float) -> None:
         """Sleep until some slot is given back, or `timeout` seconds at most."""
@@ -133,12 +156,10 @@ class PendingLimiter:
         """A generation finished: in auto mode, grow the limit."""
         if not self.adaptive:
             return
-        if self._limit < self._threshold:
-            step = 1.0
-        else:
-            # Past the first 429, probe one slot higher every few rounds only: each probe
-            # that finds the cap costs a 429.
-            step = 1.0 / (self._limit * _PROBE_ROUNDS)
+        # Past the first 429, probe one slot higher every few rounds only: each probe
+        # that finds the cap costs a 429.
+        slow_start = self._limit < self._threshold
+        step = 1.0 if slow_start else 1.0 / (self._limit * _PROBE_ROUNDS)
         self._set_limit(self._limit + step)
 
     def rate_limited(self, slot: Slot) -> None:

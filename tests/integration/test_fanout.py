@@ -1,0 +1,371 @@
+"""generate_many against the in-process sandbox: cap, auto mode, slots, laziness, journal."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from getty_ai_async import AsyncGettyAI, GenerationOutcome, GenerationRequest, errors
+from getty_ai_async.sandbox import Sandbox
+
+FAST: dict[str, Any] = {"pending_seconds": 0.05, "poll_interval": 0.01, "images_per_generation": 1}
+
+
+def sandbox_client(**options: Any) -> AsyncGettyAI:
+    return AsyncGettyAI.sandbox(**(FAST | options))
+
+
+def sim(client: AsyncGettyAI) -> Sandbox:
+    assert client.simulator is not None
+    return client.simulator
+
+
+async def collect(run: AsyncIterator[GenerationOutcome]) -> list[GenerationOutcome]:
+    return [outcome async for outcome in run]
+
+
+def prompts(n: int) -> Iterator[str]:
+    return (f"prompt {i}" for i in range(n))
+
+
+async def test_every_input_yields_one_outcome_in_completion_order() -> None:
+    async with sandbox_client(pending_seconds=(0.01, 0.2), seed=7, max_pending=8) as client:
+        outcomes = await collect(client.generate_many(prompts(40)))
+    assert sorted(o.index for o in outcomes) == list(range(40))
+    assert all(o.ok and o.generation is not None and o.generation.images for o in outcomes)
+    assert [o.index for o in outcomes] != list(range(40)), "random pending times reorder"
+    finish_times = [o.finished_at for o in outcomes]
+    assert finish_times == sorted(finish_times)
+    assert all(o.attempts == 1 and o.elapsed is not None for o in outcomes)
+
+
+async def test_cap_is_never_exceeded_with_500_inputs() -> None:
+    async with sandbox_client(pending_limit=100, max_pending=12) as client:
+        outcomes = await collect(client.generate_many(prompts(500)))
+        stats = sim(client).stats
+        assert len(outcomes) == 500
+        assert all(o.ok for o in outcomes)
+        assert stats.peak_pending == 12
+        assert stats.rate_limited_pending == 0
+        assert client.limiter.in_use == 0
+
+
+async def test_per_call_cap_is_tighter_than_the_clients() -> None:
+    async with sandbox_client(max_pending=16) as client:
+        outcomes = await collect(client.generate_many(prompts(60), max_pending=3))
+        assert len(outcomes) == 60
+        assert sim(client).stats.peak_pending == 3
+
+
+async def test_auto_mode_converges_near_an_unknown_cap() -> None:
+    async with sandbox_client(pending_limit=10, max_pending="auto") as client:
+        outcomes = await collect(client.generate_many(prompts(300)))
+        stats = sim(client).stats
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes if o.error][:3]
+        assert stats.submissions == 300
+        assert 8 <= client.limiter.limit <= 12
+        # The cap was found with few refusals: well under 5% of submissions.
+        assert 1 <= stats.rate_limited_pending <= 15
+
+
+async def test_fixed_cap_above_the_service_cap_recovers_from_429s() -> None:
+    async with sandbox_client(pending_limit=4, max_pending=8) as client:
+        client._transport.policy = client._transport.policy.__class__(
+            rate_limit_wait=0.01, max_retries=50
+        )
+        outcomes = await collect(client.generate_many(prompts(40)))
+        assert all(o.ok for o in outcomes)
+        assert sim(client).stats.submissions == 40
+        assert sim(client).stats.rate_limited_pending > 0
+        assert max(o.attempts for o in outcomes) > 1
+
+
+async def test_lazy_input_infinite_generator_with_break() -> None:
+    consumed = 0
+
+    def endless() -> Iterator[str]:
+        nonlocal consumed
+        for i in itertools.count():
+            consumed += 1
+            yield f"endless {i}"
+
+    async with sandbox_client(max_pending=4) as client:
+        seen = 0
+        async for _ in client.generate_many(endless()):
+            seen += 1
+            if seen == 10:
+                break
+        # Read ahead no further than the slots it could fill (plus the one it holds).
+        assert consumed <= 10 + 4 + 1
+        assert sim(client).stats.submissions <= consumed
+
+
+async def test_early_break_sends_no_further_posts_and_returns_every_slot() -> None:
+    async with sandbox_client(max_pending=6, pending_seconds=0.1) as client:
+        run = client.generate_many(prompts(100))
+        async for _ in run:
+            break
+        submitted = sim(client).stats.submissions_attempted
+        await run.aclose()
+        assert client.limiter.in_use == 0
+        await anyio.sleep(0.15)
+        assert sim(client).stats.submissions_attempted == submitted
+        assert submitted <= 6 + 1
+
+
+async def test_break_without_aclose_still_returns_slots() -> None:
+    async with sandbox_client(max_pending=5, pending_seconds=0.2) as client:
+
+        async def first() -> GenerationOutcome:
+            async for outcome in client.generate_many(prompts(50)):
+                return outcome
+            raise AssertionError("no outcome")
+
+        await first()
+        # The run object is gone: its finaliser gave the slots back.
+        assert client.limiter.in_use == 0
+
+
+async def test_cancelling_the_enclosing_scope_stops_promptly() -> None:
+    async with sandbox_client(max_pending=8, pending_seconds=5.0) as client:
+        got: list[GenerationOutcome] = []
+        with anyio.move_on_after(0.2) as scope:
+            async for outcome in client.generate_many(prompts(100)):
+                got.append(outcome)
+        assert scope.cancelled_caught
+        assert got == []
+        assert client.limiter.in_use == 0
+        attempted = sim(client).stats.submissions_attempted
+        assert attempted <= 8
+        await anyio.sleep(0.05)
+        assert sim(client).stats.submissions_attempted == attempted
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_slots_return_to_zero_after_errors_timeouts_and_random_cancellation(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    async with sandbox_client(
+        max_pending=5,
+        pending_seconds=(0.0, 0.15),
+        seed=seed,
+        error_rate=0.2,
+        max_retries=1,
+    ) as client:
+        client._transport.policy = client._transport.policy.__class__(
+            max_retries=1, wait_initial=0.001, wait_max=0.002, wait_jitter=0
+        )
+        inputs: list[object] = [
+            rng.choice(["ok prompt", "", {"prompt": "x", "aspect_ratio": "2:1"}, "another"])
+            for _ in range(30)
+        ]
+        with anyio.move_on_after(rng.uniform(0.02, 0.4)):
+            async for _ in client.generate_many(inputs, timeout=rng.choice([0.05, 5.0])):
+                pass
+        assert client.limiter.in_use == 0
+
+
+async def test_invalid_inputs_become_outcomes_without_requests() -> None:
+    async with sandbox_client() as client:
+        inputs: list[object] = ["", {"prompt": "ok", "mood": "sad"}, 42, "fine"]
+        outcomes = sorted(await collect(client.generate_many(inputs)), key=lambda o: o.index)
+        assert [type(o.error) for o in outcomes[:3]] == [errors.ValidationError] * 3
+        assert [
+            o.error.field for o in outcomes[:3] if isinstance(o.error, errors.ValidationError)
+        ] == [
+            "prompt",
+            "mood",
+            "requests",
+        ]
+        assert outcomes[3].ok
+        assert sim(client).stats.submissions_attempted == 1
+
+
+async def test_return_exceptions_false_raises_the_first_error_and_stops() -> None:
+    async with sandbox_client(max_pending=2) as client:
+        inputs = ["a", "b", "", *(f"p{i}" for i in range(50))]
+        with pytest.raises(errors.ValidationError):
+            async for _ in client.generate_many(inputs, return_exceptions=False):
+                pass
+        assert client.limiter.in_use == 0
+        assert sim(client).stats.submissions_attempted <= 4
+
+
+async def test_async_iterable_input_and_request_objects() -> None:
+    async def source() -> AsyncIterator[GenerationRequest | dict[str, Any]]:
+        for i in range(6):
+            await anyio.lowlevel.checkpoint()
+            yield GenerationRequest(prompt=f"obj {i}", aspect_ratio="16:9")
+            yield {"prompt": f"dict {i}", "mood": "warm", "key": f"k{i}"}
+
+    async with sandbox_client() as client:
+        outcomes = await collect(client.generate_many(source()))
+    assert len(outcomes) == 12
+    assert {o.key for o in outcomes if o.request and o.request.prompt.startswith("dict")} == {
+        f"k{i}" for i in range(6)
+    }
+
+
+async def test_polls_are_spread_and_bounded() -> None:
+    async with sandbox_client(max_pending=20, pending_seconds=0.1, poll_interval=0.02) as client:
+        outcomes = await collect(client.generate_many(prompts(60)))
+        stats = sim(client).stats
+    assert all(o.ok for o in outcomes)
+    # ceil(pending / poll_interval) + 1 polls per generation at most, on average.
+    assert stats.polls / 60 <= 0.1 / 0.02 + 1
+
+
+async def test_shared_qps_budget_avoids_429s() -> None:
+    async with sandbox_client(qps=100, retry_after=0.01, max_requests_per_second=80) as client:
+        outcomes = await collect(client.generate_many(prompts(30)))
+        assert all(o.ok for o in outcomes)
+        assert sim(client).stats.rate_limited_qps == 0
+
+
+async def test_slow_consumer_pauses_submissions() -> None:
+    async with sandbox_client(max_pending=4, pending_seconds=0.0) as client:
+        run = client.generate_many(prompts(100))
+        await run.__anext__()
+        before = sim(client).stats.submissions_attempted
+        await anyio.sleep(0.1)
+        assert sim(client).stats.submissions_attempted == before
+        assert before <= 4 + 1
+        await run.aclose()
+
+
+async def test_polling_deadline_becomes_a_timeout_outcome() -> None:
+    async with sandbox_client(pending_seconds=10.0) as client:
+        outcomes = await collect(client.generate_many(prompts(3), timeout=0.05))
+        assert all(isinstance(o.error, errors.GenerationTimeoutError) for o in outcomes)
+        assert client.limiter.in_use == 0
+
+
+async def test_as_completed_yields_each_pending_generation() -> None:
+    async with sandbox_client(pending_seconds=(0.01, 0.1), seed=3) as client:
+        pending = [await client.generations.create(f"p{i}", wait=False) for i in range(5)]
+        ids = {g.generation_request_id for g in pending}
+        done = [g async for g in client.generations.as_completed(ids)]
+        assert {g.generation_request_id for g in done} == ids
+        assert all(not g.is_pending and g.images for g in done)
+        assert client.limiter.in_use == 0
+        with pytest.raises(errors.NotFoundError):
+            async for _ in client.generations.as_completed(["no-such-id"]):
+                pass
+
+
+# ------------------------------------------------------------------------ journal
+
+
+def journal_states(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall())
+
+
+async def test_journal_resume_after_crash_gives_n_outcomes_and_n_posts(tmp_path: Path) -> None:
+    journal = tmp_path / "run.sqlite"
+    sandbox = Sandbox(pending_seconds=(0.02, 0.3), seed=11, images_per_generation=1)
+    n = 40
+
+    async with AsyncGettyAI.sandbox(sandbox, poll_interval=0.01, max_pending=8) as client:
+        first: list[GenerationOutcome] = []
+        async for outcome in client.generate_many(prompts(n), journal=journal):
+            first.append(outcome)
+            if len(first) == 15:
+                break  # the "crash": the run is abandoned mid-flight
+        states = journal_states(journal)
+        assert states.get("pending", 0) > 0
+
+    async with AsyncGettyAI.sandbox(sandbox, poll_interval=0.01, max_pending=8) as client:
+        second = await collect(client.generate_many(prompts(n), journal=journal))
+
+    assert len(second) == n
+    assert sorted(o.index for o in second) == list(range(n))
+    assert all(o.ok for o in second)
+    replayed = {o.index for o in second if o.replayed}
+    assert replayed == {o.index for o in first}
+    assert sandbox.stats.submissions == n
+    assert sandbox.stats.submissions_attempted == n
+    assert journal_states(journal) == {"done": n}
+
+    async with AsyncGettyAI.sandbox(sandbox, poll_interval=0.01) as client:
+        third = await collect(client.generate_many(prompts(n), journal=journal))
+    assert all(o.replayed for o in third)
+    assert len(third) == n
+    assert sandbox.stats.submissions_attempted == n
+
+
+async def test_journal_records_unknown_fate_and_never_resubmits(tmp_path: Path) -> None:
+    journal = tmp_path / "run.sqlite"
+    # A cap high enough that no POST is refused: every dropped reply hides a creation.
+    sandbox = Sandbox(pending_seconds=0.02, seed=2, images_per_generation=1, pending_limit=100)
+    sandbox.faults.route_drop_rates["generate"] = 0.3
+    sandbox.faults.drop_after_processing = True
+
+    async with AsyncGettyAI.sandbox(sandbox, poll_interval=0.01) as client:
+        first = await collect(client.generate_many(prompts(20), journal=journal))
+    unknown = {o.index for o in first if isinstance(o.error, errors.SubmissionUncertainError)}
+    assert unknown, "the seeded drop rate must hit at least one POST"
+    assert sandbox.stats.submissions == 20  # dropped replies still created generations
+    assert journal_states(journal)["unknown"] == len(unknown)
+
+    sandbox.faults.route_drop_rates.clear()
+    async with AsyncGettyAI.sandbox(sandbox, poll_interval=0.01) as client:
+        second = await collect(client.generate_many(prompts(20), journal=journal))
+    assert {o.index for o in second if isinstance(o.error, errors.SubmissionUncertainError)} == (
+        unknown
+    )
+    assert sandbox.stats.submissions_attempted == 20
+
+
+async def test_journal_replays_failures_unless_asked_to_retry(tmp_path: Path) -> None:
+    journal = tmp_path / "run.sqlite"
+    sandbox = Sandbox(pending_seconds=0.0, images_per_generation=1)
+    sandbox.faults.route_error_rates["generate"] = 1.0
+    async with AsyncGettyAI.sandbox(sandbox, max_retries=0) as client:
+        first = await collect(client.generate_many(prompts(3), journal=journal))
+    assert all(isinstance(o.error, errors.InternalServerError) for o in first)
+
+    sandbox.faults.route_error_rates.clear()
+    async with AsyncGettyAI.sandbox(sandbox) as client:
+        replay = await collect(client.generate_many(prompts(3), journal=journal))
+        assert all(isinstance(o.error, errors.RecordedError) and o.replayed for o in replay)
+        retried = await collect(
+            client.generate_many(prompts(3), journal=journal, retry_failed=True)
+        )
+        assert all(o.ok and not o.replayed for o in retried)
+    assert sandbox.stats.submissions == 3
+
+
+def test_generate_many_runs_under_trio() -> None:
+    async def main() -> list[GenerationOutcome]:
+        async with sandbox_client(max_pending=4) as client:
+            return await collect(client.generate_many(prompts(12)))
+
+    outcomes = anyio.run(main, backend="trio")
+    assert len(outcomes) == 12
+    assert all(o.ok for o in outcomes)
+
+
+async def test_usable_inside_a_task_group_with_other_work() -> None:
+    async with sandbox_client(max_pending=4) as client:
+        results: dict[str, int] = {}
+
+        async def batch(name: str) -> None:
+            results[name] = len(await collect(client.generate_many(prompts(10))))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(batch, "a")
+            tg.start_soon(batch, "b")
+            tg.start_soon(client.generate, "single")
+        assert results == {"a": 10, "b": 10}
+        assert sim(client).stats.peak_pending <= 4
+        assert client.limiter.in_use == 0
