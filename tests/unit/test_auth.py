@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import httpx
@@ -30,17 +31,21 @@ from ._helpers import (
 
 GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
 
+SideEffect = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
-def token_responses(*values: str, **extra: object) -> list[respx.MockResponse]:
+
+def token_responses(*values: str, **extra: Any) -> list[respx.MockResponse]:
     return [respx.MockResponse(200, json=token_json(value, **extra)) for value in values]
 
 
-def slow_token(value: str = "tok-1", delay: float = 0.02) -> Callable[..., object]:
-    """A token endpoint that takes a while, so concurrent callers really overlap."""
+def slow_token(*values: str, delay: float = 0.02) -> SideEffect:
+    """A token endpoint that takes a while (so concurrent callers really overlap) and
+    hands out `values` in turn."""
+    remaining = list(values)
 
     async def respond(request: httpx.Request) -> httpx.Response:
         await anyio.sleep(delay)
-        return httpx.Response(200, json=token_json(value))
+        return httpx.Response(200, json=token_json(remaining.pop(0)))
 
     return respond
 
@@ -223,9 +228,7 @@ async def test_token_single_flight_50_concurrent_calls(
 async def test_concurrent_401s_trigger_one_refresh(
     router: respx.MockRouter, make_client: ClientFactory
 ) -> None:
-    token = router.routes["token"].mock(
-        side_effect=[slow_token("tok-1"), slow_token("tok-2"), slow_token("tok-3")]
-    )
+    token = router.routes["token"].mock(side_effect=slow_token("tok-1", "tok-2", "tok-3"))
 
     def by_token(request: httpx.Request) -> httpx.Response:
         if request.headers["Authorization"] == "Bearer tok-1":

@@ -51,7 +51,7 @@ def three_pages(router: respx.MockRouter) -> respx.Route:
 
 
 async def test_list_fetches_lazily(client: AsyncGettyAI, three_pages: respx.Route) -> None:
-    async with aclosing(client.history.list(page_size=2)) as items:
+    async with aclosing(client.history.list(page_size=2)) as items:  # type: ignore[type-var]
         first = await anext(items)
     assert first.generation_request_id == "g1"
     assert three_pages.call_count == 1
@@ -62,7 +62,7 @@ async def test_list_second_page_only_when_needed(
     client: AsyncGettyAI, three_pages: respx.Route
 ) -> None:
     seen: list[str] = []
-    async with aclosing(client.history.list(page_size=2)) as items:
+    async with aclosing(client.history.list(page_size=2)) as items:  # type: ignore[type-var]
         async for item in items:
             seen.append(item.generation_request_id)
             if len(seen) == 3:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -144,8 +145,9 @@ async def test_logs_have_no_secrets(
 
 @pytest.mark.parametrize("field", ["base_url", "token_url"])
 def test_plain_http_to_remote_host_is_refused(field: str) -> None:
+    options: dict[str, Any] = {field: "http://api.example.com"}
     with pytest.raises(errors.ValidationError) as caught:
-        AsyncGettyAI(api_key=API_KEY, api_secret=API_SECRET, **{field: "http://api.example.com"})
+        AsyncGettyAI(api_key=API_KEY, api_secret=API_SECRET, **options)
     assert caught.value.field == field
     assert "http" in str(caught.value)
 

@@ -32,8 +32,8 @@ CASES: list[tuple[str, Call, str]] = [
     ("media type", lambda c: c.generations.create("p", media_type="video"), "media_type"),
     ("lens type", lambda c: c.generations.create("p", lens_type="fisheye"), "lens_type"),
     ("depth", lambda c: c.generations.create("p", depth_of_field="medium"), "depth_of_field"),
-    ("seed", lambda c: c.generations.create("p", seed="lucky"), "seed"),
-    ("product id", lambda c: c.generations.create("p", product_id="abc"), "product_id"),
+    ("seed", lambda c: c.generations.create("p", seed="lucky"), "seed"),  # type: ignore[arg-type]
+    ("product id", lambda c: c.generations.create("p", product_id="abc"), "product_id"),  # type: ignore[arg-type]
     # extend
     (
         "extend all zero",
