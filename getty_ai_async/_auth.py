@@ -66,7 +66,7 @@ class Grant:
         return form
 
     def __repr__(self) -> str:
-        return f"Grant(kind={self.kind!r}, client_id={self.client_id!r})"
+        return f"Grant(kind={self.kind!r})"
 
 
 @dataclass(slots=True)

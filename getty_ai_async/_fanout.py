@@ -120,6 +120,8 @@ class _Item:
     deadline: float = 0.0
     due: float = 0.0
     not_before: float = 0.0
+    releases_seen: int | None = None
+    """Slot releases counted at its 429; any later release may retry it early."""
 
 
 def _error_record(error: BaseException) -> dict[str, Any]:
@@ -345,17 +347,11 @@ class GenerationRun:
     async def _next_item(self) -> _Item | None:
         """A 429'd item whose wait is over, else the next input; None when there's nothing now."""
         if self._retries:
-            # A 429 usually means the account's cap is full: retry when one of our
-            # generations ends, or after the service's Retry-After / about a second.
-            releases = self._releases
-            delay = self._retries[0].not_before - anyio.current_time()
-            if delay > 0 and releases == self._releases:
+            head = self._retries[0]
+            delay = head.not_before - anyio.current_time()
+            if delay > 0 and not self._released_since(head):
                 await self._wait_for_change(delay)
-                if (
-                    self._releases == releases
-                    and anyio.current_time() < self._retries[0].not_before
-                ):
-                    return None
+                return None
             return self._retries.popleft()
         if self._input_exhausted:
             if self._submitting:
@@ -541,10 +537,16 @@ class GenerationRun:
             self._emit(self._outcome(item, error=exc))
             return
         delay = retry_after_seconds(exc.response, policy.max_retry_after)
+        # Without a Retry-After the 429 is most likely the account's pending cap: the best
+        # moment to retry is when one of our generations ends. A Retry-After is obeyed.
+        item.releases_seen = self._releases if delay is None else None
         item.not_before = anyio.current_time() + (
             policy.rate_limit_wait if delay is None else delay
         )
         self._retries.append(item)
+
+    def _released_since(self, item: _Item) -> bool:
+        return item.releases_seen is not None and self._releases > item.releases_seen
 
     async def _finish(self, item: _Item, generation: Generation) -> None:
         self._release(item)

@@ -434,9 +434,12 @@ class Generations(AsyncResource):
                     finished = await self._poll(generation.generation_request_id, timeout, None)
                     limiter.succeeded()
                     return finished
-            # Out of the slot: a 429 here usually means the account's pending cap is
-            # full, so the best moment to retry is when one of our generations ends.
-            await limiter.wait_for_release(policy.rate_limit_wait if delay is None else delay)
+            if delay is None:
+                # Out of the slot: a 429 without Retry-After usually means the account's
+                # pending cap is full, so retry when one of our generations ends.
+                await limiter.wait_for_release(policy.rate_limit_wait)
+            else:
+                await anyio.sleep(delay)
 
     async def _poll(
         self,
