@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,6 +77,38 @@ def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
     if math.isnan(seconds):
         return None
     return min(max(seconds, 0.0), cap)
+
+
+class _PacedAuth(httpx.Auth):
+    """Wraps an auth flow so that each request it sends draws from the budget first.
+
+    The draw happens after the wrapped flow has its token, right before the request
+    goes on the wire. Drawing earlier (before `httpx.AsyncClient.send`) lets requests
+    queue up behind a token fetch and then leave in one burst when it arrives, and
+    makes the token request itself wait behind them. A 401 replay draws again.
+    """
+
+    def __init__(self, inner: httpx.Auth, budget: RequestBudget) -> None:
+        self._inner = inner
+        self._budget = budget
+        self.requires_request_body = inner.requires_request_body
+        self.requires_response_body = inner.requires_response_body
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = self._inner.async_auth_flow(request)
+        try:
+            request = await flow.__anext__()
+            while True:
+                await self._budget.acquire()
+                response = yield request
+                try:
+                    request = await flow.asend(response)
+                except StopAsyncIteration:
+                    return
+        finally:
+            await flow.aclose()
 
 
 class Transport:
@@ -154,13 +186,14 @@ class Transport:
         self, request: httpx.Request, *, attempt: int = 1, auth: httpx.Auth | None = None
     ) -> httpx.Response:
         """One attempt: draw from the budget, send, map transport errors and statuses."""
+        auth = auth or self.auth
         if self.budget is not None:
-            await self.budget.acquire()
+            auth = _PacedAuth(auth, self.budget)
         started = time.perf_counter()
         try:
             # Never follow redirects (even if the caller's client would): httpx keeps custom
             # headers such as Api-Key when it follows one to another host.
-            response = await self.http.send(request, auth=auth or self.auth, follow_redirects=False)
+            response = await self.http.send(request, auth=auth, follow_redirects=False)
         except httpx.TransportError as exc:
             sent = not isinstance(exc, _NOT_SENT)
             log.debug(
