@@ -127,17 +127,29 @@ async def memory_child(n: int) -> dict[str, Any]:
         pending_seconds=0, pending_limit=None, keep_history=False, images_per_generation=1
     )
     done = 0
+    series: list[float] = []
     async with AsyncGettyAI.sandbox(sandbox, poll_interval=POLL, max_pending=64) as client:
         started = time.perf_counter()
         async for outcome in client.generate_many(prompts(n)):
             done += outcome.error is None
+            if done % (n // 10) == 0:
+                series.append(current_rss_mb())
         elapsed = time.perf_counter() - started
     return {
         "n": n,
         "done": done,
         "seconds": elapsed,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_every_tenth_mb": series,
     }
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def measure_memory(n: int) -> dict[str, Any]:
@@ -194,7 +206,9 @@ def main() -> None:
     print(
         f"\nmemory: {small:,} prompts peak RSS {mem_small['peak_rss_mb']:.1f} MB "
         f"({mem_small['seconds']:.1f}s); {big:,} prompts peak RSS {mem_big['peak_rss_mb']:.1f} MB "
-        f"({mem_big['seconds']:.1f}s, {mem_big['done']:,} done); ratio {growth:.3f}"
+        f"({mem_big['seconds']:.1f}s, {mem_big['done']:,} done); ratio {growth:.3f}\n"
+        f"RSS (MB) after each tenth of the {big:,}: "
+        + " ".join(f"{mb:.1f}" for mb in mem_big["rss_every_tenth_mb"])
     )
 
     checks = [
