@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -32,6 +32,9 @@ from ._routes import ROUTES, Route, validate_id, validate_index
 from ._transport import retry_after_seconds
 from .errors import GoneError, NotFoundError, RateLimitError, ValidationError
 
+if TYPE_CHECKING:
+    from ._client import AsyncGettyAI
+
 __all__ = ["Generations"]
 
 
@@ -57,6 +60,15 @@ def _reference(
 
 class Generations(AsyncResource):
     """Text-to-image generation, edits (refine, extend, variations, ...) and polling."""
+
+    def __init__(self, client: AsyncGettyAI) -> None:
+        super().__init__(client)
+        self._ended = anyio.Event()
+
+    def _generation_ended(self) -> None:
+        """A poll saw one of this client's generations end: the account has room again."""
+        self._ended.set()
+        self._ended = anyio.Event()
 
     async def create(
         self,
@@ -110,10 +122,12 @@ class Generations(AsyncResource):
             )
         except (NotFoundError, GoneError):
             limiter.finished(generation_request_id)
+            self._generation_ended()
             raise
         generation = Generation.from_response(response.json(), pending=response.status_code == 202)
         if not generation.is_pending:
             limiter.finished(generation_request_id)
+            self._generation_ended()
         return generation
 
     async def wait(
@@ -191,9 +205,12 @@ class Generations(AsyncResource):
         timeout: float | None = None,
     ) -> Generation:
         """Repaint the masked area of a Getty asset or a generated image."""
-        request = build(
+        return await self._edit(
+            ROUTES["refine"],
             RefineRequest,
-            **_reference(asset_id, generation_request_id, index),
+            (asset_id, generation_request_id, index),
+            wait=wait,
+            timeout=timeout,
             mask_url=mask_url,
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -201,7 +218,6 @@ class Generations(AsyncResource):
             project_code=project_code,
             notes=notes,
         )
-        return await self.submit(ROUTES["refine"], request, wait=wait, timeout=timeout)
 
     async def extend(
         self,
@@ -222,9 +238,12 @@ class Generations(AsyncResource):
         timeout: float | None = None,
     ) -> Generation:
         """Extend an image past its borders; percentages >= 0, at least one > 0."""
-        request = build(
+        return await self._edit(
+            ROUTES["extend"],
             ExtendRequest,
-            **_reference(asset_id, generation_request_id, index),
+            (asset_id, generation_request_id, index),
+            wait=wait,
+            timeout=timeout,
             left_percentage=left_percentage,
             right_percentage=right_percentage,
             top_percentage=top_percentage,
@@ -235,7 +254,6 @@ class Generations(AsyncResource):
             project_code=project_code,
             notes=notes,
         )
-        return await self.submit(ROUTES["extend"], request, wait=wait, timeout=timeout)
 
     async def remove_background(
         self,
@@ -250,14 +268,16 @@ class Generations(AsyncResource):
         timeout: float | None = None,
     ) -> Generation:
         """Cut the subject out of a Getty asset or a generated image."""
-        request = build(
+        return await self._edit(
+            ROUTES["remove_background"],
             BackgroundRemovalRequest,
-            **_reference(asset_id, generation_request_id, index),
+            (asset_id, generation_request_id, index),
+            wait=wait,
+            timeout=timeout,
             product_id=product_id,
             project_code=project_code,
             notes=notes,
         )
-        return await self.submit(ROUTES["remove_background"], request, wait=wait, timeout=timeout)
 
     async def remove_object(
         self,
@@ -273,15 +293,17 @@ class Generations(AsyncResource):
         timeout: float | None = None,
     ) -> Generation:
         """Erase the masked object from a Getty asset or a generated image."""
-        request = build(
+        return await self._edit(
+            ROUTES["remove_object"],
             RemoveObjectRequest,
-            **_reference(asset_id, generation_request_id, index),
+            (asset_id, generation_request_id, index),
+            wait=wait,
+            timeout=timeout,
             mask_url=mask_url,
             product_id=product_id,
             project_code=project_code,
             notes=notes,
         )
-        return await self.submit(ROUTES["remove_object"], request, wait=wait, timeout=timeout)
 
     async def influence_color(
         self,
@@ -303,9 +325,12 @@ class Generations(AsyncResource):
         timeout: float | None = None,
     ) -> Generation:
         """Generate images whose colours follow a reference image (noise_level 0-1)."""
-        request = build(
+        return await self._edit(
+            ROUTES["influence_color"],
             InfluenceColorRequest,
-            **_reference(asset_id, generation_request_id, index),
+            (asset_id, generation_request_id, index),
+            wait=wait,
+            timeout=timeout,
             reference_file_registration_id=file_registration_id,
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -317,7 +342,6 @@ class Generations(AsyncResource):
             project_code=project_code,
             notes=notes,
         )
-        return await self.submit(ROUTES["influence_color"], request, wait=wait, timeout=timeout)
 
     async def influence_composition(
         self,
@@ -339,9 +363,12 @@ class Generations(AsyncResource):
         timeout: float | None = None,
     ) -> Generation:
         """Generate images whose composition follows a reference image (influence_level 0-1)."""
-        request = build(
+        return await self._edit(
+            ROUTES["influence_composition"],
             InfluenceCompositionRequest,
-            **_reference(asset_id, generation_request_id, index),
+            (asset_id, generation_request_id, index),
+            wait=wait,
+            timeout=timeout,
             reference_file_registration_id=file_registration_id,
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -352,9 +379,6 @@ class Generations(AsyncResource):
             product_id=product_id,
             project_code=project_code,
             notes=notes,
-        )
-        return await self.submit(
-            ROUTES["influence_composition"], request, wait=wait, timeout=timeout
         )
 
     async def generate_background(
@@ -389,6 +413,20 @@ class Generations(AsyncResource):
         )
         return await self.submit(ROUTES["generate_background"], request, wait=wait, timeout=timeout)
 
+    async def _edit(
+        self,
+        route: Route,
+        model: type[_Request],
+        reference: tuple[str | None, str | None, int | None],
+        *,
+        wait: bool,
+        timeout: float | None,
+        **fields: Any,
+    ) -> Generation:
+        """Validate an edit of an existing image (by asset id or generation + index), submit it."""
+        request = build(model, **_reference(*reference), **fields)
+        return await self.submit(route, request, wait=wait, timeout=timeout)
+
     async def submit(
         self,
         route: Route,
@@ -410,17 +448,24 @@ class Generations(AsyncResource):
         rate_limited = 0
         while True:
             async with limiter.slot() as slot:
+                # Taken before the POST, so that a generation ending meanwhile is not missed.
+                ended = self._ended
                 try:
                     response = await self._transport.request(
                         route, path_params=path_params, json=body, retry_rate_limits=False
                     )
                 except RateLimitError as exc:
                     limiter.rate_limited(slot)
-                    rate_limited += 1
+                    delay = retry_after_seconds(exc.response, policy.max_retry_after)
+                    # Without Retry-After the account's pending cap is full. While other
+                    # generations of this client are in flight (`in_use` counts this slot
+                    # too), their ends will make room: waiting for that is not a failed
+                    # attempt, and only max_retry_time bounds it.
+                    if delay is not None or limiter.in_use <= 1:
+                        rate_limited += 1
                     elapsed = anyio.current_time() - started
                     if rate_limited > policy.max_retries or elapsed > policy.max_retry_time:
                         raise
-                    delay = retry_after_seconds(exc.response, policy.max_retry_after)
                 else:
                     generation = Generation.from_response(
                         response.json(), pending=response.status_code == 202
@@ -436,8 +481,12 @@ class Generations(AsyncResource):
                     return finished
             if delay is None:
                 # Out of the slot: a 429 without Retry-After usually means the account's
-                # pending cap is full, so retry when one of our generations ends.
-                await limiter.wait_for_release(policy.rate_limit_wait)
+                # pending cap is full, so retry when one of our generations ends. Not on
+                # any slot release: a 429'd attempt releases its slot too, and waking on
+                # that turned each 429 into an instant retry that 429'd again, using up
+                # max_retries in a few milliseconds.
+                with anyio.move_on_after(policy.rate_limit_wait):
+                    await ended.wait()
             else:
                 await anyio.sleep(delay)
 
