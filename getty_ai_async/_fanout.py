@@ -96,6 +96,8 @@ class RunStats:
 
     read: int = 0
     submitted: int = 0
+    in_flight: int = 0
+    """POSTs sent and not answered yet (their fate is unknown if the process dies now)."""
     pending: int = 0
     done: int = 0
     failed: int = 0
@@ -342,6 +344,7 @@ class GenerationRun:
                 continue
             self._inflight += 1
             self._submitting.add(item)
+            self.stats.in_flight = len(self._submitting)
             requests.start_soon(self._submit, item)
 
     async def _next_item(self) -> _Item | None:
@@ -520,6 +523,7 @@ class GenerationRun:
                 await self._finish(item, generation)
         finally:
             self._submitting.discard(item)
+            self.stats.in_flight = len(self._submitting)
             self._inflight -= 1
             self._notify()
 

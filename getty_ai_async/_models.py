@@ -192,24 +192,30 @@ class _Referenced(_BillingFields):
         return ("reference_asset_id", "reference_generation")
 
 
-class RefineRequest(_Referenced):
+class _Prompted(_Request):
+    prompt: str | None = None
+    """What the new or changed part should show."""
+    negative_prompt: str | None = None
+    """Concepts to exclude."""
+
+
+class _Margins(_Request):
+    left_percentage: Percentage | None = None
+    """How much to add on the left, as a fraction of the width (0.2 = 20%)."""
+    right_percentage: Percentage | None = None
+    top_percentage: Percentage | None = None
+    bottom_percentage: Percentage | None = None
+
+
+class RefineRequest(_Referenced, _Prompted):
     """Repaint the masked part of an image (`POST /v3/ai/image-generations/refine`)."""
 
     mask_url: NonEmptyStr
     """URL of an uploaded JPEG mask (see `uploads.upload`)."""
-    prompt: str | None = None
-    negative_prompt: str | None = None
 
 
-class ExtendRequest(_Referenced):
+class ExtendRequest(_Referenced, _Prompted, _Margins):
     """Outpaint beyond the borders (`POST /v3/ai/image-generations/extend`)."""
-
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    left_percentage: Percentage | None = None
-    right_percentage: Percentage | None = None
-    top_percentage: Percentage | None = None
-    bottom_percentage: Percentage | None = None
 
     @model_validator(mode="after")
     def _some_extension(self) -> Self:
@@ -239,11 +245,9 @@ class RemoveObjectRequest(_Referenced):
     """URL of an uploaded mask covering the object to remove."""
 
 
-class _InfluenceRequest(_Referenced):
+class _InfluenceRequest(_Referenced, _Prompted):
     reference_file_registration_id: NonEmptyStr | None = None
     """Or a registered file (see `files.register`)."""
-    prompt: str | None = None
-    negative_prompt: str | None = None
     media_type: MediaType | None = None
     mood: Mood | None = None
     seed: int | None = None
@@ -267,17 +271,11 @@ class InfluenceCompositionRequest(_InfluenceRequest):
     """0-1; higher means closer to the reference."""
 
 
-class BackgroundGenerationRequest(_BillingFields):
+class BackgroundGenerationRequest(_BillingFields, _Prompted, _Margins):
     """`POST /beta/ai/image-generations/background-generations`."""
 
     reference_file_registration_id: NonEmptyStr
     """A registered product image (category CustomerProduct)."""
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    left_percentage: Percentage | None = None
-    right_percentage: Percentage | None = None
-    top_percentage: Percentage | None = None
-    bottom_percentage: Percentage | None = None
 
 
 class VariationRequest(_BillingFields):
