@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import anyio
@@ -13,6 +14,17 @@ from ._routes import ROUTES, validate_id
 from .errors import ValidationError
 
 __all__ = ["Files", "Uploads"]
+
+# What a path segment id may not contain (see `_routes.validate_id`); ".." is handled apart.
+_NOT_IN_UPLOAD_NAME = re.compile(r"[\s/\\?#%]+")
+
+
+def _upload_name(local_name: str) -> str:
+    """An upload name derived from a local file's name ("my mask.jpg" -> "my_mask.jpg")."""
+    name = _NOT_IN_UPLOAD_NAME.sub("_", local_name)
+    while ".." in name:
+        name = name.replace("..", ".")
+    return name if name.strip("._") else f"{uuid.uuid4().hex}.jpg"
 
 
 class Files(AsyncResource):
@@ -61,7 +73,8 @@ class Uploads(AsyncResource):
                 raise ValidationError(
                     "source", f"cannot read {str(source)!r}: {exc.strerror}"
                 ) from None
-            name = file_name or path.name
+            # A local name is not chosen as an id: make it one rather than refuse the file.
+            name = file_name or _upload_name(path.name)
         if not data:
             raise ValidationError("source", "the upload is empty")
         route = ROUTES["upload"]
