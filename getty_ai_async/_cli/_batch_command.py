@@ -1,0 +1,162 @@
+"""The typer side of ``getty-ai batch``: options, the display to use, the summary."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .._models import SizeName
+from ._batch import DEFAULT_JOURNAL_NAME, DEFAULT_RESULTS_NAME, BatchJob, run_batch, summary
+from ._inputs import InputFormat, open_input
+from ._progress import PlainReporter, QuietReporter, Reporter, RichReporter
+from ._run import fail, reporting_errors, run_async, settings_of
+from ._settings import parse_max_pending
+
+__all__ = ["batch", "command_line"]
+
+# Never repeated in a printed command line.
+_SECRET_PARAMETERS = frozenset({"api_key", "api_secret"})
+
+
+def _word(value: Any) -> str:
+    return str(value.value) if isinstance(value, Enum) else str(value)
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The command being run, rebuilt from what was given on the command line.
+
+    Credentials are left out: they are expected from the environment.
+    """
+    words = ["getty-ai"]
+    contexts = [ctx.find_root(), ctx] if ctx.parent is not None else [ctx]
+    for context in contexts:
+        if context is ctx and ctx.parent is not None:
+            words.append(ctx.info_name or "")
+        for param in context.command.params:
+            name = param.name or ""
+            source = context.get_parameter_source(name)
+            if name in _SECRET_PARAMETERS or source is None or source.name != "COMMANDLINE":
+                continue
+            value = context.params[name]
+            if param.param_type_name == "argument":
+                words.append(_word(value))
+            elif getattr(param, "is_flag", False):
+                if value:
+                    words.append(param.opts[0])
+            else:
+                words.extend([param.opts[0], _word(value)])
+    return shlex.join(words)
+
+
+def _reporter(quiet: bool) -> Reporter:
+    if quiet:
+        return QuietReporter()
+    if sys.stdout.isatty():
+        return RichReporter(Console())
+    return PlainReporter()
+
+
+def batch(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="Prompts: a text file (one prompt a line) or JSON Lines (one request object "
+            'a line, e.g. {"prompt": "...", "aspect_ratio": "16:9", "key": "fox"}); '
+            "'-' reads stdin. Blank lines and lines starting with # are skipped.",
+            metavar="FILE",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for images, results and journal.", file_okay=False),
+    ] = Path("getty-ai-out"),
+    download: Annotated[
+        SizeName | None,
+        typer.Option(help="Download every image that was not blocked, at this size."),
+    ] = None,
+    images_per_prompt: Annotated[
+        int | None,
+        typer.Option(help="With --download: save at most N images per prompt.", min=1),
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Results, one JSON line per input [default: OUT/{DEFAULT_RESULTS_NAME}].",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"SQLite journal that makes a rerun resume [default: OUT/{DEFAULT_JOURNAL_NAME}].",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    max_pending: Annotated[
+        str | None,
+        typer.Option(
+            help="Cap on this batch's pending generations: a number or 'auto'.",
+            metavar="N|auto",
+        ),
+    ] = None,
+    qps: Annotated[
+        float | None,
+        typer.Option(help="Budget of API requests per second (submits, polls, downloads)."),
+    ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed", help="Submit again the inputs an earlier run recorded as failed."
+        ),
+    ] = False,
+    input_format: Annotated[
+        InputFormat | None,
+        typer.Option("--format", help="Input format [default: from the extension or content]."),
+    ] = None,
+    download_concurrency: Annotated[
+        int, typer.Option(help="Images saved at the same time.", min=1)
+    ] = 16,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the final summary.")
+    ] = False,
+) -> None:
+    """Generate images for every prompt of FILE, many at once; rerun to resume.
+
+    Writes one JSON line per input to the results file. Exits with 0 when every input
+    succeeded, 1 when some failed (see the results file), 130 when interrupted.
+    """
+    settings = settings_of(ctx)
+    if qps is not None and not qps > 0:
+        fail(f"--qps must be > 0, got {qps}")
+    with reporting_errors(settings):
+        job = BatchJob(
+            source=open_input(file, input_format),
+            out=out,
+            results=results or out / DEFAULT_RESULTS_NAME,
+            journal=journal or out / DEFAULT_JOURNAL_NAME,
+            download=download,
+            images_per_prompt=images_per_prompt,
+            max_pending=parse_max_pending(max_pending) if max_pending else None,
+            retry_failed=retry_failed,
+            save_concurrency=download_concurrency,
+        )
+    reporter = _reporter(quiet)
+    resume = command_line(ctx)
+
+    async def body() -> int:
+        options = {} if qps is None else {"max_requests_per_second": qps}
+        async with settings.client(**options) as client:
+            result = await run_batch(client, job, reporter, handle_signals=True)
+        typer.echo(summary(result, job, resume))
+        return result.exit_code
+
+    run_async(settings, body)

@@ -1,0 +1,415 @@
+"""The single-shot commands: generate, get, download, sizes, history, variations, refine, extend."""
+
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+from .._client import AsyncGettyAI
+from .._models import AspectRatio, DepthOfField, Generation, LensType, MediaType, Mood, SizeName
+from ..errors import GettyAIError
+from ._errors import EXIT_FAILED, describe
+from ._output import echo_json, generation_json, generation_text, history_line, sizes_text
+from ._run import echo_error, fail, run_async, settings_of
+from ._settings import Settings
+
+__all__ = ["download", "extend", "generate", "get", "history", "refine", "sizes", "variations"]
+
+_SANDBOX_HISTORY_SEEDS = (
+    "a lighthouse at dusk, long exposure",
+    "a bowl of ramen, top-down, studio light",
+    "a fox in fresh snow, telephoto",
+)
+
+# ------------------------------------------------------------------ shared options
+
+NegativePrompt = Annotated[
+    str | None, typer.Option(help="Concepts to keep out of the image.", show_default=False)
+]
+ProductId = Annotated[
+    int | None, typer.Option(help="AI Generation product to charge.", show_default=False)
+]
+ProjectCode = Annotated[
+    str | None, typer.Option(help="Project code, if the product needs one.", show_default=False)
+]
+Notes = Annotated[str | None, typer.Option(help="Notes, if the product needs them.")]
+Download = Annotated[
+    SizeName | None,
+    typer.Option(
+        "--download", help="Also download every image that was not blocked, at this size."
+    ),
+]
+Out = Annotated[Path, typer.Option("--out", help="Folder for downloaded images.", file_okay=False)]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+GenerationIdArg = Annotated[str, typer.Argument(help="A generation_request_id.", metavar="ID")]
+IndexArg = Annotated[int, typer.Argument(help="Image index (0-based).", min=0, metavar="INDEX")]
+AssetId = Annotated[
+    str | None, typer.Option(help="Work from this Getty creative asset id.", show_default=False)
+]
+GenerationId = Annotated[
+    str | None,
+    typer.Option(
+        "--generation-id", help="Or from an image of an earlier generation (with --index)."
+    ),
+]
+Index = Annotated[int | None, typer.Option(help="Image index for --generation-id.", min=0)]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+async def _save_images(
+    client: AsyncGettyAI, generation: Generation, size: SizeName, out: Path
+) -> tuple[list[Path], list[str]]:
+    """Save every unblocked image concurrently; (files in index order, error lines)."""
+    saved: dict[int, Path] = {}
+    errors: list[str] = []
+
+    async def save(index: int) -> None:
+        try:
+            saved[index] = await client.downloads.save(
+                generation.generation_request_id, index, out, size_name=size
+            )
+        except GettyAIError as exc:
+            errors.append(f"image {index}: {describe(exc)[0]}")
+
+    async with anyio.create_task_group() as group:
+        for image in generation.images:
+            group.start_soon(save, image.index)
+    return [saved[index] for index in sorted(saved)], errors
+
+
+async def _wait_for(client: AsyncGettyAI, submitted: Generation) -> Generation:
+    """Wait for a generation submitted with ``wait=False``; on Ctrl-C say how to pick it up."""
+    if not submitted.is_pending:
+        return submitted
+    generation_id = submitted.generation_request_id
+    try:
+        return await client.generations.wait(generation_id)
+    except anyio.get_cancelled_exc_class():
+        typer.echo(
+            f"still pending: {generation_id} (later: getty-ai get {generation_id} --wait)",
+            err=True,
+        )
+        raise
+
+
+def _finish(
+    settings: Settings,
+    submit: Callable[[AsyncGettyAI], Awaitable[Generation]],
+    download: SizeName | None,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Submit, wait, optionally download, print: what every generating command does."""
+
+    async def body() -> int:
+        async with settings.client() as client:
+            generation = await _wait_for(client, await submit(client))
+            files, errors = (
+                await _save_images(client, generation, download, out) if download else ([], [])
+            )
+        if as_json:
+            data = generation_json(generation, files)
+            if errors:
+                data["download_errors"] = errors
+            echo_json(data)
+        else:
+            for line in generation_text(generation, files):
+                typer.echo(line)
+        for error in errors:
+            echo_error(f"download failed: {error}")
+        return EXIT_FAILED if errors else 0
+
+    run_async(settings, body)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def generate(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="What to generate.")],
+    aspect_ratio: Annotated[AspectRatio | None, typer.Option(help="Width:height.")] = None,
+    media_type: Annotated[MediaType | None, typer.Option()] = None,
+    mood: Annotated[Mood | None, typer.Option()] = None,
+    lens_type: Annotated[LensType | None, typer.Option()] = None,
+    depth_of_field: Annotated[DepthOfField | None, typer.Option()] = None,
+    negative_prompt: NegativePrompt = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Reuse a seed to reproduce an aesthetic.")
+    ] = None,
+    product_id: ProductId = None,
+    project_code: ProjectCode = None,
+    notes: Notes = None,
+    download: Download = None,
+    out: Out = Path("."),
+    as_json: Json = False,
+) -> None:
+    """Generate images from a prompt; prints the generation id and image URLs."""
+
+    async def submit(client: AsyncGettyAI) -> Generation:
+        return await client.generations.create(
+            prompt,
+            aspect_ratio=aspect_ratio,
+            media_type=media_type,
+            mood=mood,
+            lens_type=lens_type,
+            depth_of_field=depth_of_field,
+            negative_prompt=negative_prompt,
+            seed=seed,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+            wait=False,
+        )
+
+    _finish(settings_of(ctx), submit, download, out, as_json)
+
+
+def variations(
+    ctx: typer.Context,
+    generation_id: GenerationIdArg,
+    index: IndexArg,
+    product_id: ProductId = None,
+    project_code: ProjectCode = None,
+    notes: Notes = None,
+    download: Download = None,
+    out: Out = Path("."),
+    as_json: Json = False,
+) -> None:
+    """New images in the spirit of image INDEX of generation ID."""
+
+    async def submit(client: AsyncGettyAI) -> Generation:
+        return await client.generations.variations(
+            generation_id,
+            index,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+            wait=False,
+        )
+
+    _finish(settings_of(ctx), submit, download, out, as_json)
+
+
+def refine(
+    ctx: typer.Context,
+    asset_id: AssetId = None,
+    generation_id: GenerationId = None,
+    index: Index = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(help="Mask image to upload (JPEG): white marks the area to repaint."),
+    ] = None,
+    mask_url: Annotated[
+        str | None, typer.Option(help="Or the URL of a mask uploaded before.")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="What to paint in the masked area.")] = None,
+    negative_prompt: NegativePrompt = None,
+    product_id: ProductId = None,
+    project_code: ProjectCode = None,
+    notes: Notes = None,
+    download: Download = None,
+    out: Out = Path("."),
+    as_json: Json = False,
+) -> None:
+    """Repaint the masked area of a Getty asset or of a generated image."""
+    settings = settings_of(ctx)
+    if (mask is None) == (mask_url is None):
+        fail("refine needs exactly one of --mask and --mask-url")
+
+    async def submit(client: AsyncGettyAI) -> Generation:
+        url = mask_url
+        if mask is not None:
+            content_type = mimetypes.guess_type(mask.name)[0] or "image/jpeg"
+            url = await client.uploads.upload(mask, content_type=content_type)
+        assert url is not None
+        return await client.generations.refine(
+            mask_url=url,
+            asset_id=asset_id,
+            generation_request_id=generation_id,
+            index=index,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+            wait=False,
+        )
+
+    _finish(settings, submit, download, out, as_json)
+
+
+def extend(
+    ctx: typer.Context,
+    asset_id: AssetId = None,
+    generation_id: GenerationId = None,
+    index: Index = None,
+    left: Annotated[float | None, typer.Option(help="Extend the left side by this much.")] = None,
+    right: Annotated[float | None, typer.Option(help="... the right side.")] = None,
+    top: Annotated[float | None, typer.Option(help="... the top.")] = None,
+    bottom: Annotated[float | None, typer.Option(help="... the bottom.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="What to paint in the new area.")] = None,
+    negative_prompt: NegativePrompt = None,
+    product_id: ProductId = None,
+    project_code: ProjectCode = None,
+    notes: Notes = None,
+    download: Download = None,
+    out: Out = Path("."),
+    as_json: Json = False,
+) -> None:
+    """Extend an image past its borders (percentages as the API takes them: 0.2 = 20 %)."""
+
+    async def submit(client: AsyncGettyAI) -> Generation:
+        return await client.generations.extend(
+            asset_id=asset_id,
+            generation_request_id=generation_id,
+            index=index,
+            left_percentage=left,
+            right_percentage=right,
+            top_percentage=top,
+            bottom_percentage=bottom,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            product_id=product_id,
+            project_code=project_code,
+            notes=notes,
+            wait=False,
+        )
+
+    _finish(settings_of(ctx), submit, download, out, as_json)
+
+
+def get(
+    ctx: typer.Context,
+    generation_id: GenerationIdArg,
+    wait: Annotated[bool, typer.Option("--wait", help="Poll until the images are ready.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Show a generation: its images, or that it is still pending."""
+    settings = settings_of(ctx)
+
+    async def body() -> None:
+        async with settings.client() as client:
+            if wait:
+                generation = await client.generations.wait(generation_id)
+            else:
+                generation = await client.generations.get(generation_id)
+        if as_json:
+            echo_json(generation_json(generation, []) | {"pending": generation.is_pending})
+        elif generation.is_pending:
+            typer.echo(f"generation {generation_id} is still pending")
+        else:
+            for line in generation_text(generation, []):
+                typer.echo(line)
+
+    run_async(settings, body)
+
+
+def download(
+    ctx: typer.Context,
+    generation_id: GenerationIdArg,
+    index: IndexArg,
+    size: Annotated[SizeName, typer.Option(help="Download size.")] = SizeName.SIZE_4K,
+    out: Out = Path("."),
+) -> None:
+    """Download image INDEX of generation ID (buys it at the given size) and print its path."""
+    settings = settings_of(ctx)
+
+    async def body() -> None:
+        async with settings.client() as client:
+            path = await client.downloads.save(generation_id, index, out, size_name=size)
+        typer.echo(str(path))
+
+    run_async(settings, body)
+
+
+def sizes(
+    ctx: typer.Context,
+    generation_id: GenerationIdArg,
+    index: IndexArg,
+    as_json: Json = False,
+) -> None:
+    """The sizes image INDEX of generation ID can be downloaded at."""
+    settings = settings_of(ctx)
+
+    async def body() -> None:
+        async with settings.client() as client:
+            found = await client.downloads.sizes(generation_id, index)
+        if as_json:
+            echo_json([size.model_dump(mode="json", exclude_none=True) for size in found])
+        else:
+            for line in sizes_text(found):
+                typer.echo(line)
+
+    run_async(settings, body)
+
+
+def _date(option: str, value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}: expected a date like 2025-01-31, got {value!r}")
+
+
+async def _seed_sandbox(client: AsyncGettyAI) -> None:
+    """Give a fresh ``--sandbox`` something to list, and say so."""
+    for prompt in _SANDBOX_HISTORY_SEEDS:
+        await client.generations.create(prompt, wait=False)
+    if client.simulator is not None:
+        # Fast-forward the simulated clock so the seeded generations are finished.
+        client.simulator.advance(60)
+    typer.echo(
+        f"(sandbox: a fresh in-process sandbox, seeded with {len(_SANDBOX_HISTORY_SEEDS)} "
+        "demo generations)",
+        err=True,
+    )
+
+
+def history(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None, typer.Option(help="Only generations from this date (ISO 8601) on.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only generations up to this date (ISO 8601).")
+    ] = None,
+    media_type: Annotated[MediaType | None, typer.Option()] = None,
+    page_size: Annotated[
+        int | None, typer.Option(help="Items per API request.", min=1, show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many (0: all).", min=0)] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object a line (JSON Lines).")
+    ] = False,
+) -> None:
+    """The account's past generations, newest first."""
+    settings = settings_of(ctx)
+    date_start, date_end = _date("--since", since), _date("--until", until)
+
+    async def body() -> None:
+        async with settings.client() as client:
+            if settings.sandbox and settings.simulator is None:
+                await _seed_sandbox(client)
+            shown = 0
+            async for item in client.history.list(
+                page_size=page_size, date_start=date_start, date_end=date_end, media_type=media_type
+            ):
+                if as_json:
+                    typer.echo(item.model_dump_json(exclude_none=True))
+                else:
+                    typer.echo(history_line(item))
+                shown += 1
+                if shown == limit:
+                    break
+
+    run_async(settings, body)

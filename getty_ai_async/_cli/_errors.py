@@ -1,0 +1,89 @@
+"""Exit codes, and turning any failure into one clear line."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ..errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    GettyAIError,
+    PermissionDeniedError,
+    ValidationError,
+)
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliError",
+    "UsageError",
+    "describe",
+    "leaf_error",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+"""Some request failed (API error, failed inputs of a batch)."""
+EXIT_USAGE: Final = 2
+"""Bad options, missing credentials, unreadable input: nothing was sent."""
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C (128 + SIGINT), as shells report it."""
+
+MISSING_CREDENTIALS = (
+    "no API key: set GETTY_API_KEY and GETTY_API_SECRET (or pass --api-key/--api-secret), "
+    "or add --sandbox to try everything without an account"
+)
+
+
+class CliError(Exception):
+    """A failure to report as one line, with the exit code to use."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(CliError):
+    """The command line or its input files are wrong; nothing was sent."""
+
+    exit_code = EXIT_USAGE
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups, else `exc` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """One line saying what went wrong, and the exit code that goes with it."""
+    if isinstance(exc, CliError):
+        return exc.message, exc.exit_code
+    if isinstance(exc, ValidationError):
+        if exc.field == "api_key":
+            return MISSING_CREDENTIALS, EXIT_USAGE
+        return f"invalid {exc}", EXIT_USAGE
+    if isinstance(exc, AuthenticationError):
+        return (
+            f"authentication failed: {exc} (check GETTY_API_KEY / GETTY_API_SECRET)",
+            EXIT_FAILED,
+        )
+    if isinstance(exc, PermissionDeniedError):
+        return f"permission denied: {exc} (is the product enabled for this key?)", EXIT_FAILED
+    if isinstance(exc, APIStatusError):
+        suffix = f" [request id {exc.request_id}]" if exc.request_id else ""
+        return f"{exc}{suffix}", EXIT_FAILED
+    if isinstance(exc, APIConnectionError):
+        return f"cannot reach the service: {exc}", EXIT_FAILED
+    if isinstance(exc, GettyAIError):
+        return str(exc), EXIT_FAILED
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", EXIT_FAILED
+    return f"{type(exc).__name__}: {exc}", EXIT_FAILED
