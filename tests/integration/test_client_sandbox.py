@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -627,13 +628,19 @@ async def test_history_list_fetches_only_the_pages_it_needs(
 async def test_history_filters_reach_the_service(
     make_sandbox_client: SandboxClientFactory,
 ) -> None:
-    client = make_sandbox_client(pending_seconds=0)
+    client = make_sandbox_client(pending_seconds=0, time_scale=FROZEN)
     drawn = await client.generate("a drawn fox", media_type="illustration", product_id=9)
     photo = await client.generate("a photographed fox", media_type="photography")
+    both = [photo.generation_request_id, drawn.generation_request_id]
+    # Aware datetimes east of UTC: the "+05:00" must survive the query string.
+    an_hour_ago = dt.datetime.now(dt.timezone(dt.timedelta(hours=5))) - dt.timedelta(hours=1)
 
     assert await history_ids(client, media_type="illustration") == [drawn.generation_request_id]
     assert await history_ids(client, product_ids=[9]) == [drawn.generation_request_id]
     assert await history_ids(client, date_start="2999-01-01") == []
+    assert await history_ids(client, date_start=an_hour_ago) == both
+    assert await history_ids(client, date_end=an_hour_ago) == []
+    assert await history_ids(client, date_start=an_hour_ago.date() - dt.timedelta(days=1)) == both
     page = await client.history.page(1, page_size=1)
     assert page.result_count == 2
     assert [g.generation_request_id for g in page.generations] == [photo.generation_request_id]
