@@ -521,6 +521,10 @@ class GenerationRun:
                 self._track_pending(item, first_poll=anyio.current_time() + self._interval)
             else:
                 await self._finish(item, generation)
+        except BaseException:
+            # Cancelled (the run is being torn down): nobody else will hand these back.
+            self._release(item)
+            raise
         finally:
             self._submitting.discard(item)
             self.stats.in_flight = len(self._submitting)

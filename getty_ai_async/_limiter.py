@@ -94,6 +94,9 @@ class PendingLimiter:
         self._expire_parked()
         slot = Slot(self._epoch)
         await self._limiter.acquire_on_behalf_of(slot)
+        # The round is the one in force when the slot is granted, not when the wait began:
+        # a 429 on it must count even if the cap shrank while we queued.
+        slot.epoch = self._epoch
         return slot
 
     def try_acquire(self) -> Slot | None:

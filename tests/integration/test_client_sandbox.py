@@ -931,13 +931,6 @@ async def test_client_qps_budget_keeps_under_the_service_rate_limit(
     assert sim(unpaced).stats.rate_limited_qps > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_limiter.py: PendingLimiter.acquire stamps a Slot with the epoch current when "
-    "the caller starts waiting, not when the slot is granted, so callers queued before a "
-    "shrink hold stale slots whose 429s are ignored by rate_limited(): each one walks into "
-    "the probe slot and gets a 429 (about one per generation instead of one per probe)",
-)
 async def test_auto_cap_finds_the_account_cap_with_few_429s_for_direct_calls(
     make_sandbox_client: SandboxClientFactory,
 ) -> None:
@@ -970,12 +963,6 @@ async def test_as_completed_yields_parked_generations_and_frees_their_slots(
     assert sim(client).stats.submissions == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_fanout.py: cancelling generate_many while submits are in flight leaks their "
-    "slots: _submit's finally drops the item from _submitting before _shutdown() runs, so "
-    "_shutdown never releases them (aclose() and gc do not either)",
-)
 async def test_cancelling_generate_many_during_its_posts_returns_every_slot(
     make_sandbox_client: SandboxClientFactory,
 ) -> None:
