@@ -328,7 +328,7 @@ async def run_batch(
 def summary(result: BatchResult, job: BatchJob, resume_command: str) -> str:
     """The one line printed when a batch ends."""
     counts = result.counts
-    total = counts.total if counts.total is not None else counts.finished
+    total = counts.total
     if result.fatal is not None:
         return (
             f"Stopped: {describe(result.fatal)[0]}. Fix it, then resume with "

@@ -69,7 +69,7 @@ def batch(
         typer.Argument(
             help="Prompts: a text file (one prompt a line) or JSON Lines (one request object "
             'a line, e.g. {"prompt": "...", "aspect_ratio": "16:9", "key": "fox"}); '
-            "'-' reads stdin. Blank lines and lines starting with # are skipped.",
+            "'-' reads all of stdin first. Blank lines and lines starting with # are skipped.",
             metavar="FILE",
         ),
     ],

@@ -206,7 +206,7 @@ def refine(
     index: Index = None,
     mask: Annotated[
         Path | None,
-        typer.Option(help="Mask image to upload (JPEG): white marks the area to repaint."),
+        typer.Option(help="Mask image to upload (JPEG) marking the area to repaint."),
     ] = None,
     mask_url: Annotated[
         str | None, typer.Option(help="Or the URL of a mask uploaded before.")

@@ -6,7 +6,6 @@ their 1-based line numbers so that results and errors can point back at the file
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from collections.abc import Generator, Iterable, Iterator
@@ -80,14 +79,14 @@ class BatchInput:
         self,
         source: str,
         input_format: InputFormat,
-        total: int | None,
-        stream: Iterator[tuple[int, str]] | None = None,
+        total: int,
+        texts: list[tuple[int, str]] | None = None,
     ) -> None:
         self.source = source
         self.format = input_format
         self.total = total
-        """Number of inputs (meaningful lines); None for stdin, which can be read only once."""
-        self._stream = stream
+        """Number of inputs (meaningful lines)."""
+        self._texts_read = texts
 
     def lines(self) -> Generator[InputLine, None, None]:
         """Every input in file order, parsed lazily (the file is read as it is consumed)."""
@@ -99,8 +98,8 @@ class BatchInput:
                 yield parser.parse(number, text)
 
     def _texts(self) -> Iterator[tuple[int, str]]:
-        if self._stream is not None:
-            yield from self._stream
+        if self._texts_read is not None:
+            yield from self._texts_read
             return
         with _open(self.source) as file:
             yield from _meaningful(file, self.source)
@@ -125,13 +124,13 @@ def open_input(source: str, input_format: InputFormat | None = None) -> BatchInp
     """Check that `source` is readable UTF-8, count its inputs and settle its format.
 
     The format comes from `input_format`, else the extension (``.jsonl``/``.ndjson``,
-    ``.txt``), else the first input line (``{`` means JSONL).
+    ``.txt``), else the first input line (``{`` means JSONL). Stdin is read whole here:
+    it can be read only once, and a pipe read later would block the event loop.
     """
     if source == STDIN:
-        stream = _meaningful(sys.stdin.buffer, "stdin")
-        head = next(stream, None)
-        found = input_format or _sniff(head[1] if head else None, source)
-        return BatchInput(source, found, None, itertools.chain([head] if head else [], stream))
+        texts = list(_meaningful(sys.stdin.buffer, "stdin"))
+        found = input_format or _sniff(texts[0][1] if texts else None, source)
+        return BatchInput(source, found, len(texts), texts)
     if Path(source).is_dir():
         raise UsageError(f"cannot read {source}: it is a directory")
     total = 0

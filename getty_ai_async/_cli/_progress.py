@@ -29,8 +29,8 @@ _PROMPT_WIDTH = 48
 class BatchCounts:
     """What a batch has done so far: the only input of a display."""
 
-    total: int | None
-    """Inputs in the file (None when reading stdin)."""
+    total: int
+    """Inputs in the file."""
     downloads: bool = False
     done: int = 0
     """Inputs whose generation has at least one image (and whose line is written)."""
@@ -69,15 +69,12 @@ class BatchCounts:
 
     def of_total(self) -> str:
         """``finished/total``, padded so that lines of a run line up."""
-        if self.total is None:
-            return f"{self.finished}/?"
         return f"{self.finished:>{len(str(self.total))}}/{self.total}"
 
     def status_line(self) -> str:
         """A one-line snapshot, for logs."""
-        total = self.total if self.total is not None else "?"
         line = (
-            f"{self.finished}/{total} finished: {self.done} done, {self.blocked} blocked, "
+            f"{self.finished}/{self.total} finished: {self.done} done, {self.blocked} blocked, "
             f"{self.failed} failed, {self.pending} pending, {self.submit_rate:.1f} submits/s"
         )
         if self.downloads:
@@ -158,7 +155,7 @@ class PlainReporter(QuietReporter):
         super().__init__()
         self._out = stream
         self._status_every = status_every
-        self._counts = BatchCounts(total=None)
+        self._counts = BatchCounts(total=0)
         self._last_status = time.monotonic()
 
     def _print(self, text: str) -> None:
@@ -182,7 +179,7 @@ class RichReporter:
     """A live progress bar with counters, rate and ETA; failures are printed above it."""
 
     def __init__(self, console: Console) -> None:
-        self._counts = BatchCounts(total=None)
+        self._counts = BatchCounts(total=0)
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description:<11}"),

@@ -161,7 +161,7 @@ def test_stdin(cli: Cli, tmp_path: Path) -> None:
     result = cli("--sandbox", "batch", "-", "--out", str(tmp_path), input="a fox\n\nan owl\n")
 
     assert result.exit_code == 0, result.output
-    assert "[1/?]" in result.stdout
+    assert "[1/2]" in result.stdout
     assert {r["line"]: r["prompt"] for r in results_of(tmp_path / "results.jsonl")} == {
         1: "a fox",
         3: "an owl",
