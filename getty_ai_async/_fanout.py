@@ -134,6 +134,14 @@ def _error_record(error: BaseException) -> dict[str, Any]:
     }
 
 
+def _may_have_created(error: GettyAIError) -> bool:
+    """Whether a failed POST may still have created a generation (so: never resubmit it)."""
+    if isinstance(error, APIConnectionError):
+        return error.may_have_been_sent
+    # A gateway timeout may hide a request the service went on to process.
+    return isinstance(error, APIStatusError) and error.status_code == 504
+
+
 def _key_for(index: int, request: GenerationRequest) -> str:
     digest = hashlib.sha256(json.dumps(request.to_body(), sort_keys=True).encode()).hexdigest()
     return f"{index}:{digest[:16]}"
@@ -497,15 +505,13 @@ class GenerationRun:
             except RateLimitError as exc:
                 await self._rate_limited(item, exc)
                 return
-            except APIConnectionError as exc:
-                if not exc.may_have_been_sent:
-                    raise
-                await self._fail(
-                    item, SubmissionUncertainError(item.key, str(exc)), RecordState.UNKNOWN
-                )
-                return
             except GettyAIError as exc:
-                await self._fail(item, exc, RecordState.FAILED)
+                if _may_have_created(exc):
+                    uncertain = SubmissionUncertainError(item.key, str(exc))
+                    await self._fail(item, uncertain, RecordState.UNKNOWN)
+                else:
+                    # Refused for sure: `retry_failed` may submit it again without paying twice.
+                    await self._fail(item, exc, RecordState.FAILED)
                 return
             generation = Generation.from_response(
                 response.json(), pending=response.status_code == 202

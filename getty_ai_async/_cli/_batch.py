@@ -243,10 +243,10 @@ class _Batch:
         # (never resubmitted, to avoid paying twice), and a download cut off mid-way is
         # bought again on resume, so let both kinds in flight finish; nothing new starts.
         # Pending generations are safe to leave: the journal has their ids.
-        # GenerationRun has no public "POSTs in flight" counter; `_submitting` is it, and
-        # no event fires when it empties, hence polling (briefly: these requests are quick).
+        # No event fires when the POSTs in flight are answered, hence polling (briefly:
+        # these requests are quick).
         assert self._run is not None
-        while self._run._submitting or self._saving:  # noqa: ASYNC110
+        while self._run.stats.in_flight or self._saving:  # noqa: ASYNC110
             await anyio.sleep(_DRAIN_POLL_SECONDS)
         self._work.cancel()
 

@@ -370,3 +370,44 @@ async def test_usable_inside_a_task_group_with_other_work() -> None:
         assert results == {"a": 10, "b": 10}
         assert sim(client).stats.peak_pending <= 4
         assert client.limiter.in_use == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"error_status": 504}, errors.SubmissionUncertainError),
+        ({"error_status": 503}, errors.InternalServerError),
+    ],
+)
+async def test_gateway_timeout_on_submit_is_uncertain_other_5xx_failed(
+    tmp_path: Path, fault: dict[str, int], expected: type[Exception]
+) -> None:
+    sandbox = Sandbox(pending_seconds=0.0, images_per_generation=1)
+    sandbox.faults.route_error_rates["generate"] = 1.0
+    sandbox.faults.error_status = fault["error_status"]
+    journal = tmp_path / "run.sqlite"
+    async with AsyncGettyAI.sandbox(sandbox, max_retries=0) as client:
+        outcomes = await collect(client.generate_many(prompts(2), journal=journal))
+        assert all(isinstance(o.error, expected) for o in outcomes)
+        sandbox.faults.route_error_rates.clear()
+        again = await collect(client.generate_many(prompts(2), journal=journal, retry_failed=True))
+    resubmitted = expected is errors.InternalServerError
+    assert all(o.ok == resubmitted for o in again)
+    assert sandbox.stats.submissions == (2 if resubmitted else 0)
+
+
+async def test_connection_refused_on_submit_is_a_failed_outcome_not_a_crash() -> None:
+    async with AsyncGettyAI(
+        api_key="k",
+        base_url="http://127.0.0.1:9",
+        poll_interval=0.01,
+        max_retries=0,
+    ) as client:
+        outcomes = await collect(client.generate_many(prompts(3)))
+    assert len(outcomes) == 3
+    assert all(isinstance(o.error, errors.APIConnectionError) for o in outcomes)
+    assert all(
+        not o.error.may_have_been_sent
+        for o in outcomes
+        if isinstance(o.error, errors.APIConnectionError)
+    )
