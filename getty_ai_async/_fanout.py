@@ -513,6 +513,8 @@ class GenerationRun:
                     # Refused for sure: `retry_failed` may submit it again without paying twice.
                     await self._fail(item, exc, RecordState.FAILED)
                 return
+            for limiter, slot in item.slots:
+                limiter.accepted(slot)
             generation = Generation.from_response(
                 response.json(), pending=response.status_code == 202
             )

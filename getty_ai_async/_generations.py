@@ -467,6 +467,7 @@ class Generations(AsyncResource):
                     if rate_limited > policy.max_retries or elapsed > policy.max_retry_time:
                         raise
                 else:
+                    limiter.accepted(slot)
                     generation = Generation.from_response(
                         response.json(), pending=response.status_code == 202
                     )

@@ -18,6 +18,7 @@ MaxPending = int | Literal["auto"]
 _AUTO_START = 4
 _AUTO_CEILING = 512
 _PROBE_ROUNDS = 4
+_SLOW_START_EXIT = 0.7
 # A slot parked by `create(wait=False)` is given back after this long even if nobody
 # polls it: the service finishes generations within about a minute.
 _PARKED_TTL = 120.0
@@ -26,10 +27,11 @@ _PARKED_TTL = 120.0
 class Slot:
     """One unit of the pending cap; identity matters, the object is the borrower."""
 
-    __slots__ = ("epoch", "parked", "released")
+    __slots__ = ("accepted", "epoch", "parked", "released")
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
+        self.accepted = False
         self.parked = False
         self.released = False
 
@@ -50,8 +52,9 @@ class PendingLimiter:
     A slot is taken before the POST and returned when the generation ends in any way.
     With ``max_pending="auto"`` the limit starts low and grows by one per success until
     the first 429 (slow start: it doubles every round), then by one every few rounds. A
-    429 on a submit sets it to the number of slots in use when the service refused, less
-    one, once per round (submits already in flight when it shrank don't count again).
+    429 on a submit sets it to the number of generations the service had accepted from
+    us and not yet seen finish (30% lower on leaving slow start), once per round: submits
+    already in flight when it shrank don't count again.
     """
 
     def __init__(self, max_pending: MaxPending, *, ceiling: int = _AUTO_CEILING) -> None:
@@ -69,6 +72,7 @@ class PendingLimiter:
         self._parked: dict[str, tuple[Slot, float]] = {}
         self._released = anyio.Event()
         self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._accepted = 0
         self.rate_limited_count = 0
 
     @property
@@ -120,6 +124,8 @@ class PendingLimiter:
         """Give a slot back; releasing twice is harmless."""
         if not slot.released:
             slot.released = True
+            if slot.accepted:
+                self._accepted -= 1
             self._limiter.release_on_behalf_of(slot)
             self._released.set()
             self._released = anyio.Event()
@@ -155,6 +161,12 @@ class PendingLimiter:
         if parked is not None:
             self.release(parked[0])
 
+    def accepted(self, slot: Slot) -> None:
+        """The service accepted the generation holding `slot` (its POST got 200/202)."""
+        if not slot.accepted and not slot.released:
+            slot.accepted = True
+            self._accepted += 1
+
     def succeeded(self) -> None:
         """A generation finished: in auto mode, grow the limit."""
         if not self.adaptive:
@@ -168,14 +180,20 @@ class PendingLimiter:
     def rate_limited(self, slot: Slot) -> None:
         """A submit holding `slot` got 429: in auto mode, shrink once per round.
 
-        The service refused while we held `in_use` slots, so the account's cap (what is
-        left of it for us) is at most ``in_use - 1``: go straight there.
+        The service refused while it held the generations it had accepted from us and
+        we have not seen finish, so the account's cap (what is left of it for us) is at
+        most that many: go straight there. Submits still in flight don't count.
         """
         self.rate_limited_count += 1
         if not self.adaptive or slot.epoch < self._epoch:
             return
         self._epoch += 1
-        self._threshold = max(1.0, float(self.in_use - 1))
+        estimate = float(min(self._accepted, self.in_use - 1))
+        if self._threshold >= self._ceiling:
+            # Leaving slow start: `accepted` still counts generations that finished
+            # during the burst but are not polled yet, so it overshoots; cut harder.
+            estimate = min(estimate, self._limit * _SLOW_START_EXIT)
+        self._threshold = max(1.0, estimate)
         self._set_limit(self._threshold)
 
     def _set_limit(self, value: float) -> None:
