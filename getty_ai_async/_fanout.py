@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import ObjectReceiveStream, TaskGroup
 
 from ._journal import Journal, JournalRecord, RecordState
 from ._limiter import MaxPending, PendingLimiter, Slot
@@ -188,7 +188,11 @@ class GenerationRun:
         self._resume_ids = _resume_ids
         self._sync_input: Iterator[Any] | None = None
         self._async_input: AsyncIterator[Any] | None = None
-        if isinstance(requests, AsyncIterable):
+        self._stream_input: ObjectReceiveStream[Any] | None = None
+        self._input_wait: anyio.CancelScope | None = None
+        if isinstance(requests, ObjectReceiveStream):
+            self._stream_input = requests
+        elif isinstance(requests, AsyncIterable):
             self._async_input = aiter(requests)
         else:
             self._sync_input = iter(requests)
@@ -294,6 +298,8 @@ class GenerationRun:
             # Stop starting work at once; the step returns when the calls in flight end.
             self._stopping = True
             self._wake.set()
+            if self._input_wait is not None:
+                self._input_wait.cancel()
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -372,16 +378,25 @@ class GenerationRun:
 
     async def _read_input(self) -> _Item | None:
         try:
-            if self._async_input is not None:
-                # Shielded: cancelling a user's async generator mid-item would end it.
-                with anyio.CancelScope(shield=True):
-                    raw = await anext(self._async_input)
+            if self._stream_input is not None:
+                # A stream's receive() can be interrupted without losing an item, so a
+                # quiet stream never holds back outcomes that are ready (see _notify).
+                with anyio.CancelScope() as self._input_wait:
+                    raw = await self._stream_input.receive()
+                if self._input_wait.cancelled_caught:
+                    return None
+            elif self._async_input is not None:
+                # Any other async iterator would end if interrupted mid-item, so the step
+                # waits for it: a source that blocks for long delays outcomes meanwhile.
+                raw = await anext(self._async_input)
             else:
                 assert self._sync_input is not None
                 raw = next(self._sync_input)
-        except (StopIteration, StopAsyncIteration):
+        except (StopIteration, StopAsyncIteration, anyio.EndOfStream):
             self._input_exhausted = True
             return None
+        finally:
+            self._input_wait = None
         index = next(self._counter)
         self.stats.read += 1
         try:

@@ -411,3 +411,40 @@ async def test_connection_refused_on_submit_is_a_failed_outcome_not_a_crash() ->
         for o in outcomes
         if isinstance(o.error, errors.APIConnectionError)
     )
+
+
+async def test_a_quiet_stream_input_does_not_hold_back_ready_outcomes() -> None:
+    send, receive = anyio.create_memory_object_stream[str](10)
+    async with sandbox_client(pending_seconds=0.0) as client, receive:
+        run = client.generate_many(receive)
+        async with send, anyio.create_task_group() as tg:
+            await send.send("first")
+            with anyio.fail_after(2):
+                first = await run.__anext__()  # the stream stays open and silent meanwhile
+            assert first.request is not None
+            assert first.request.prompt == "first"
+            tg.start_soon(send.send, "second")
+            second = await run.__anext__()
+            assert second.request is not None
+            assert second.request.prompt == "second"
+        assert [o async for o in run] == []  # closing the send side ends the run
+        assert sim(client).stats.submissions == 2
+
+
+async def test_cancelling_while_waiting_on_an_async_source_is_prompt() -> None:
+    async def silent() -> AsyncIterator[str]:
+        yield "only"
+        await anyio.sleep_forever()
+        yield "never"
+
+    async with sandbox_client(pending_seconds=0.0) as client:
+        got = []
+        with anyio.move_on_after(0.3) as scope:
+            async for outcome in client.generate_many(silent()):
+                got.append(outcome)
+        assert scope.cancelled_caught
+        # A plain async iterator cannot be interrupted mid-item without ending it, so the
+        # run waited on it (holding back the first outcome) until the cancellation.
+        assert got == []
+        assert sim(client).stats.submissions == 1
+        assert client.limiter.in_use == 0
