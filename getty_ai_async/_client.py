@@ -249,8 +249,10 @@ class AsyncGettyAI:
         `requests` (prompts, dicts with an optional ``key``, or `GenerationRequest`s) is
         read lazily. It may be an iterable, an async iterable, or an anyio object stream:
         prefer a stream for inputs that arrive over time, since a quiet stream never
-        delays outcomes that are ready (an async generator is waited for). At most the client's `max_pending` generations (and this call's, if
-        given) are in flight; polls are spread over `poll_interval`. With `journal`, a
+        delays outcomes that are ready (an async generator is waited for).
+
+        At most the client's `max_pending` generations (and this call's, if given) are
+        in flight; polls are spread over `poll_interval`. With `journal`, a
         SQLite file records every step: rerunning the same call replays what finished,
         resumes what was pending and submits only what was never sent. Errors become
         outcomes unless ``return_exceptions=False``, which stops at the first one and
