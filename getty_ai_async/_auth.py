@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 
-from .errors import APIStatusError, AuthenticationError, make_status_error
+from .errors import APIConnectionError, APIStatusError, AuthenticationError, make_status_error
 
 __all__ = ["GettyAuth", "Grant", "TokenProvider"]
 
@@ -123,7 +123,17 @@ class TokenProvider:
                 return current.value
             if not force and current is not None and not self.can_refresh:
                 return current.value
-            self._token = await self._fetch()
+            try:
+                self._token = await self._fetch()
+            except (APIConnectionError, APIStatusError) as exc:
+                # A refresh ahead of expiry that fails for a passing reason must not fail
+                # callers while the token they have is still good.
+                if force or current is None or self.clock() >= current.expires_at:
+                    raise
+                if isinstance(exc, APIStatusError) and exc.status_code < 500:
+                    raise
+                log.warning("token refresh failed (%s); the current token is still valid", exc)
+                return current.value
             return self._token.value
 
     async def _fetch(self) -> _Token:

@@ -94,11 +94,11 @@ class AsyncGettyAI:
         max_requests_per_second: float | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: float | httpx.Timeout | None = None,
         max_retries: int = 4,
         max_retry_time: float = 60.0,
         retry_policy: RetryPolicy | None = None,
-        limits: httpx.Limits = DEFAULT_LIMITS,
+        limits: httpx.Limits | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         allow_insecure_http: bool = False,
@@ -132,10 +132,25 @@ class AsyncGettyAI:
 
         self.max_requests_per_second = max_requests_per_second
         self._owns_http = http_client is None
+        if http_client is not None:
+            clash = next(
+                (
+                    name
+                    for name, value in (
+                        ("transport", transport),
+                        ("timeout", timeout),
+                        ("limits", limits),
+                    )
+                    if value is not None
+                ),
+                None,
+            )
+            if clash is not None:
+                raise ValidationError(clash, "configure the http_client you pass instead")
         self._http = http_client or httpx.AsyncClient(
             transport=transport,
-            timeout=timeout,
-            limits=limits,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+            limits=limits or DEFAULT_LIMITS,
             headers={"User-Agent": f"getty-ai-async/{__version__}"},
         )
         tokens = None
@@ -160,7 +175,6 @@ class AsyncGettyAI:
             except ValueError as exc:
                 raise ValidationError("max_requests_per_second", str(exc)) from None
         self._transport = Transport(self._http, self._auth, self.base_url, policy, budget)
-        self._closed = False
         self.simulator: Sandbox | None = None
         """The in-process sandbox this client talks to (see `sandbox()`), else None."""
 
@@ -279,7 +293,6 @@ class AsyncGettyAI:
 
     async def aclose(self) -> None:
         """Close the connection pool (unless it was passed in by the caller)."""
-        self._closed = True
         if self._owns_http:
             await self._http.aclose()
 

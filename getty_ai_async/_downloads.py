@@ -181,7 +181,7 @@ class Downloads(AsyncResource):
                 async with transport.http.stream(
                     "GET", url, auth=transport.auth, follow_redirects=False
                 ) as response:
-                    if response.is_redirect and hop < _MAX_REDIRECTS:
+                    if response.has_redirect_location and hop < _MAX_REDIRECTS:
                         url = str(response.url.join(response.headers["location"]))
                         continue
                     if not response.is_success:
@@ -197,8 +197,10 @@ class Downloads(AsyncResource):
             await partial.rename(target)
             return Path(target)
         except httpx.TransportError as exc:
-            request = httpx.Request("GET", url)
-            raise APIConnectionError(f"download of {url} failed: {exc}", request=request) from exc
+            # Download URLs are signed: the query string is a credential, keep it out.
+            shown = httpx.URL(url).copy_with(query=None)
+            request = httpx.Request("GET", shown)
+            raise APIConnectionError(f"download of {shown} failed: {exc}", request=request) from exc
         finally:
             # Shielded: on cancellation the cleanup's own awaits would be cancelled too.
             with anyio.CancelScope(shield=True):

@@ -51,8 +51,8 @@ __all__ = ["GenerationOutcome", "GenerationRun", "RequestLike", "RunStats"]
 
 RequestLike = str | Mapping[str, Any] | GenerationRequest
 
-# Statuses on a poll that say the generation is gone for good; anything else (429, 5xx,
-# a dropped connection) is retried at the next poll until the deadline.
+# Statuses on a poll that end this run's polling of a generation; anything else (429,
+# 5xx, a dropped connection) is retried at the next poll until the deadline.
 _FINAL_POLL_STATUSES = frozenset({400, 401, 403, 404, 410})
 
 
@@ -122,8 +122,9 @@ class _Item:
     deadline: float = 0.0
     due: float = 0.0
     not_before: float = 0.0
-    releases_seen: int | None = None
-    """Slot releases counted at its 429; any later release may retry it early."""
+    refusals: int = 0
+    early: bool = False
+    """After a 429 without Retry-After: may retry before `not_before` when room is made."""
 
 
 def _error_record(error: BaseException) -> dict[str, Any]:
@@ -197,11 +198,12 @@ class GenerationRun:
         else:
             self._sync_input = iter(requests)
         self._counter = itertools.count()
+        self._given_keys: set[str] = set()
         self._input_exhausted = False
         self._held: _Item | None = None
         self._retries: deque[_Item] = deque()
         self._submitting: set[_Item] = set()
-        self._pending: dict[str, _Item] = {}
+        self._pending: set[_Item] = set()
         self._schedule: list[tuple[float, int, _Item]] = []
         self._sequence = itertools.count()
         self._last_poll = 0.0
@@ -210,7 +212,7 @@ class GenerationRun:
         self._changed = anyio.Event()
         self._wake = anyio.Event()
         self._stopping = False
-        self._releases = 0
+        self._room = 0
         for limiter in self._limiters:
             limiter.subscribe(self._slot_released)
         self.stats = RunStats()
@@ -366,9 +368,11 @@ class GenerationRun:
         if self._retries:
             head = self._retries[0]
             delay = head.not_before - anyio.current_time()
-            if delay > 0 and not self._released_since(head):
-                await self._wait_for_change(delay)
-                return None
+            if delay > 0:
+                if not (head.early and self._room):
+                    await self._wait_for_change(delay)
+                    return None
+                self._room -= 1
             return self._retries.popleft()
         if self._input_exhausted:
             if self._submitting:
@@ -410,6 +414,12 @@ class GenerationRun:
                     needs_slot=False,
                 )
             key, request = self._parse(raw, index)
+            if isinstance(raw, Mapping) and "key" in raw:
+                # Only caller-given keys can collide (derived ones include the index);
+                # two inputs sharing one would share a journal record.
+                if key in self._given_keys:
+                    raise ValidationError("key", f"duplicate key {key!r}")
+                self._given_keys.add(key)
         except ValidationError as error:
             key = str((raw.get("key") if isinstance(raw, Mapping) else None) or index)
             self._emit(GenerationOutcome(index=index, key=key, request=None, error=error))
@@ -484,11 +494,17 @@ class GenerationRun:
                 taken.append((limiter, slot))
             else:
                 return taken
-            await self._changed.wait()
+            await self._wait_for_change(
+                min(limiter.seconds_to_parked_expiry() for limiter in self._limiters)
+            )
         return None
 
-    def _slot_released(self) -> None:
-        self._releases += 1
+    def _slot_released(self, slot: Slot) -> None:
+        if slot.accepted and self._room < len(self._retries):
+            # A generation the service had accepted ended: room for one 429'd submit to
+            # try again now. (Slots given back after a 429 or a failed acquire say
+            # nothing of the kind, and one end makes room for one submit, not all.)
+            self._room += 1
         self._notify()
 
     async def _wait_for_change(self, timeout: float) -> None:
@@ -510,12 +526,17 @@ class GenerationRun:
             item.submitted_at = now
             item.started = anyio.current_time()
         self.stats.submitted += 1
-        try:
+
+        async def mark_sent() -> None:
+            # Recorded as the POST goes on the wire, not before waiting for a token or
+            # a turn in the QPS budget: only then can its fate become unknown.
             if journal is not None:
                 await journal.submitting(item.key, item.index, body, item.attempts)
+
+        try:
             try:
                 response = await self._client._transport.request(
-                    ROUTES["generate"], json=body, retry_rate_limits=False
+                    ROUTES["generate"], json=body, retry_rate_limits=False, before_send=mark_sent
                 )
             except RateLimitError as exc:
                 await self._rate_limited(item, exc)
@@ -563,21 +584,28 @@ class GenerationRun:
             # The 429 proves nothing was created: the input is as good as never sent.
             await self._journal.forget(item.key)
         policy = self._policy
+        delay = retry_after_seconds(exc.response, policy.max_retry_after)
+        # While generations of ours are pending at the service, their ends will make room:
+        # waiting for that is flow control, bounded by max_retry_time only. A 429 with a
+        # Retry-After, or with nothing of ours pending (someone else holds the cap), is a
+        # failed try like any other.
+        if delay is not None or not any(limiter.accepted_count for limiter in self._limiters):
+            item.refusals += 1
         waited = anyio.current_time() - item.started
-        if policy.max_retries == 0 or waited > policy.max_retry_time:
+        if (
+            policy.max_retries == 0
+            or item.refusals > policy.max_retries
+            or waited > policy.max_retry_time
+        ):
             self._emit(self._outcome(item, error=exc))
             return
-        delay = retry_after_seconds(exc.response, policy.max_retry_after)
         # Without a Retry-After the 429 is most likely the account's pending cap: the best
         # moment to retry is when one of our generations ends. A Retry-After is obeyed.
-        item.releases_seen = self._releases if delay is None else None
+        item.early = delay is None
         item.not_before = anyio.current_time() + (
             policy.rate_limit_wait if delay is None else delay
         )
         self._retries.append(item)
-
-    def _released_since(self, item: _Item) -> bool:
-        return item.releases_seen is not None and self._releases > item.releases_seen
 
     async def _finish(self, item: _Item, generation: Generation) -> None:
         self._release(item)
@@ -589,9 +617,10 @@ class GenerationRun:
             )
         self._emit(self._outcome(item, generation=generation))
 
-    async def _fail(self, item: _Item, error: GettyAIError, state: RecordState) -> None:
+    async def _fail(self, item: _Item, error: GettyAIError, state: RecordState | None) -> None:
+        """Emit `error` for `item`; record `state` in the journal unless None."""
         self._release(item)
-        if self._journal is not None:
+        if self._journal is not None and state is not None:
             await self._journal.update(item.key, state, error=_error_record(error))
         self._emit(self._outcome(item, error=error))
 
@@ -602,7 +631,7 @@ class GenerationRun:
         if not item.started:
             item.started = anyio.current_time()
         item.deadline = anyio.current_time() + self._timeout
-        self._pending[item.key] = item
+        self._pending.add(item)
         self.stats.pending = len(self._pending)
         self._schedule_poll(item, first_poll)
 
@@ -638,7 +667,10 @@ class GenerationRun:
             except APIStatusError as exc:
                 if exc.status_code in _FINAL_POLL_STATUSES:
                     self._forget_pending(item)
-                    await self._fail(item, exc, RecordState.FAILED)
+                    # Gone (404/410) is final. Anything else (401, 403, 400) may pass, and
+                    # the generation is paid for: the journal keeps it pending for a rerun.
+                    gone = exc.status_code in (404, 410)
+                    await self._fail(item, exc, RecordState.FAILED if gone else None)
                     return
                 generation = None
             except (APIConnectionError, InternalServerError):
@@ -662,7 +694,7 @@ class GenerationRun:
             self._notify()
 
     def _forget_pending(self, item: _Item) -> None:
-        self._pending.pop(item.key, None)
+        self._pending.discard(item)
         self.stats.pending = len(self._pending)
 
     # ----------------------------------------------------------------- shutdown
@@ -671,7 +703,7 @@ class GenerationRun:
         if self._closed:
             return
         self._closed = True
-        for item in (*self._pending.values(), *self._submitting, *self._retries):
+        for item in (*self._pending, *self._submitting, *self._retries):
             self._release(item)
         if self._held is not None:
             self._release(self._held)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ._fanout import GenerationRun
+from ._limiter import Slot
 from ._models import (
     AspectRatio,
     BackgroundGenerationRequest,
@@ -30,7 +32,7 @@ from ._models import (
 from ._resource import AsyncResource, build, poll_until_ready
 from ._routes import ROUTES, Route, validate_id, validate_index
 from ._transport import retry_after_seconds
-from .errors import GoneError, NotFoundError, RateLimitError, ValidationError
+from .errors import GettyAIError, GoneError, NotFoundError, RateLimitError, ValidationError
 
 if TYPE_CHECKING:
     from ._client import AsyncGettyAI
@@ -93,6 +95,26 @@ class Generations(AsyncResource):
         with ``wait=False`` the pending `Generation` comes back at once.
         """
         if isinstance(prompt, GenerationRequest):
+            given = {
+                name: value
+                for name, value in {
+                    "negative_prompt": negative_prompt,
+                    "seed": seed,
+                    "aspect_ratio": aspect_ratio,
+                    "media_type": media_type,
+                    "mood": mood,
+                    "lens_type": lens_type,
+                    "depth_of_field": depth_of_field,
+                    "product_id": product_id,
+                    "project_code": project_code,
+                    "notes": notes,
+                }.items()
+                if value is not None
+            }
+            if given:
+                raise ValidationError(
+                    next(iter(given)), "set it on the GenerationRequest, not beside it"
+                )
             request = prompt
         else:
             request = build(
@@ -447,7 +469,8 @@ class Generations(AsyncResource):
         started = anyio.current_time()
         rate_limited = 0
         while True:
-            async with limiter.slot() as slot:
+            slot = await self._acquire_slot()
+            try:
                 # Taken before the POST, so that a generation ending meanwhile is not missed.
                 ended = self._ended
                 try:
@@ -458,10 +481,10 @@ class Generations(AsyncResource):
                     limiter.rate_limited(slot)
                     delay = retry_after_seconds(exc.response, policy.max_retry_after)
                     # Without Retry-After the account's pending cap is full. While other
-                    # generations of this client are in flight (`in_use` counts this slot
-                    # too), their ends will make room: waiting for that is not a failed
-                    # attempt, and only max_retry_time bounds it.
-                    if delay is not None or limiter.in_use <= 1:
+                    # generations of this client are pending at the service, their ends
+                    # will make room: waiting for that is not a failed attempt, and only
+                    # max_retry_time bounds it.
+                    if delay is not None or limiter.accepted_count == 0:
                         rate_limited += 1
                     elapsed = anyio.current_time() - started
                     if rate_limited > policy.max_retries or elapsed > policy.max_retry_time:
@@ -480,6 +503,9 @@ class Generations(AsyncResource):
                     finished = await self._poll(generation.generation_request_id, timeout, None)
                     limiter.succeeded()
                     return finished
+            finally:
+                if not slot.parked:
+                    limiter.release(slot)
             if delay is None:
                 # Out of the slot: a 429 without Retry-After usually means the account's
                 # pending cap is full, so retry when one of our generations ends. Not on
@@ -490,6 +516,24 @@ class Generations(AsyncResource):
                     await ended.wait()
             else:
                 await anyio.sleep(delay)
+
+    async def _acquire_slot(self) -> Slot:
+        """A pending slot; if generations parked by ``wait=False`` fill the cap, check them.
+
+        Nobody may poll those before this call returns (submit a batch with
+        ``wait=False``, then wait for all of it), so rather than block until their slots
+        time out, poll them in turn: a finished one gives its slot back.
+        """
+        limiter = self._client._limiter
+        while (parked := limiter.next_parked()) is not None:
+            slot = limiter.try_acquire()
+            if slot is not None:
+                return slot
+            with contextlib.suppress(GettyAIError):
+                await self.get(parked)
+            if limiter.is_parked(parked):
+                await anyio.sleep(self._client.poll_interval / max(1, limiter.parked_count))
+        return await limiter.acquire()
 
     async def _poll(
         self,

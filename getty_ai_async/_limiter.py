@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +14,7 @@ import anyio
 __all__ = ["MaxPending", "PendingLimiter", "Slot"]
 
 MaxPending = int | Literal["auto"]
+Listener = Callable[["Slot"], None]
 
 _AUTO_START = 4
 _AUTO_CEILING = 512
@@ -70,8 +71,7 @@ class PendingLimiter:
         self._epoch = 0
         self._limiter = anyio.CapacityLimiter(start)
         self._parked: dict[str, tuple[Slot, float]] = {}
-        self._released = anyio.Event()
-        self._listeners: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._listeners: list[Callable[[], Listener | None]] = []
         self._accepted = 0
         self.rate_limited_count = 0
 
@@ -84,6 +84,11 @@ class PendingLimiter:
     def in_use(self) -> int:
         return int(self._limiter.borrowed_tokens)
 
+    @property
+    def accepted_count(self) -> int:
+        """Slots whose generation the service accepted and we have not seen end."""
+        return self._accepted
+
     def statistics(self) -> LimiterStatistics:
         stats = self._limiter.statistics()
         return LimiterStatistics(
@@ -95,13 +100,16 @@ class PendingLimiter:
 
     async def acquire(self) -> Slot:
         """Wait for a free slot."""
-        self._expire_parked()
-        slot = Slot(self._epoch)
-        await self._limiter.acquire_on_behalf_of(slot)
-        # The round is the one in force when the slot is granted, not when the wait began:
-        # a 429 on it must count even if the cap shrank while we queued.
-        slot.epoch = self._epoch
-        return slot
+        while True:
+            self._expire_parked()
+            slot = Slot(self._epoch)
+            # Wake up when a parked slot times out: nobody else would release it.
+            with anyio.move_on_after(self.seconds_to_parked_expiry()):
+                await self._limiter.acquire_on_behalf_of(slot)
+                # The round is the one in force when the slot is granted, not when the
+                # wait began: a 429 on it must count even if the cap shrank meanwhile.
+                slot.epoch = self._epoch
+                return slot
 
     def try_acquire(self) -> Slot | None:
         """A free slot now, or None."""
@@ -113,11 +121,18 @@ class PendingLimiter:
             return None
         return slot
 
-    def subscribe(self, callback: Callable[[], None]) -> None:
-        """Call `callback` whenever a slot is released (held weakly: no leak if forgotten)."""
-        self._listeners.append(weakref.WeakMethod(callback))
+    def subscribe(self, callback: Listener) -> None:
+        """Call ``callback(slot)`` whenever a slot is released.
 
-    def unsubscribe(self, callback: Callable[[], None]) -> None:
+        A bound method is held weakly, so an object that forgets to unsubscribe is
+        still freed; any other callable is held until `unsubscribe`.
+        """
+        if inspect.ismethod(callback):
+            self._listeners.append(weakref.WeakMethod(callback))
+        else:
+            self._listeners.append(lambda: callback)
+
+    def unsubscribe(self, callback: Listener) -> None:
         self._listeners = [ref for ref in self._listeners if ref() not in (None, callback)]
 
     def release(self, slot: Slot) -> None:
@@ -127,33 +142,36 @@ class PendingLimiter:
             if slot.accepted:
                 self._accepted -= 1
             self._limiter.release_on_behalf_of(slot)
-            self._released.set()
-            self._released = anyio.Event()
             for listener in list(self._listeners):
                 callback = listener()
                 if callback is not None:
-                    callback()
-
-    async def wait_for_release(self, timeout: float) -> None:
-        """Sleep until some slot is given back, or `timeout` seconds at most."""
-        released = self._released
-        with anyio.move_on_after(timeout):
-            await released.wait()
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Slot]:
-        """Hold a slot for the block unless it was parked meanwhile."""
-        slot = await self.acquire()
-        try:
-            yield slot
-        finally:
-            if not slot.parked:
-                self.release(slot)
+                    callback(slot)
 
     def park(self, slot: Slot, generation_request_id: str) -> None:
         """Keep `slot` busy after the call returns, until `finished(id)` or a timeout."""
         slot.parked = True
         self._parked[generation_request_id] = (slot, anyio.current_time() + _PARKED_TTL)
+
+    def next_parked(self) -> str | None:
+        """The parked generation to check next (round robin), or None if none is parked."""
+        for generation_request_id in self._parked:
+            self._parked[generation_request_id] = self._parked.pop(generation_request_id)
+            return generation_request_id
+        return None
+
+    def is_parked(self, generation_request_id: str) -> bool:
+        return generation_request_id in self._parked
+
+    @property
+    def parked_count(self) -> int:
+        return len(self._parked)
+
+    def seconds_to_parked_expiry(self) -> float:
+        """Until the first parked slot times out (infinity when none is parked)."""
+        if not self._parked:
+            return math.inf
+        first = min(expires for _, expires in self._parked.values())
+        return max(0.0, first - anyio.current_time())
 
     def finished(self, generation_request_id: str) -> None:
         """The generation ended (result, 404, 410): free its parked slot if any."""

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import pydantic
 
-from .errors import GenerationTimeoutError, ValidationError
+from .errors import (
+    APIConnectionError,
+    GenerationTimeoutError,
+    GettyAIError,
+    InternalServerError,
+    RateLimitError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from ._client import AsyncGettyAI
@@ -48,21 +55,32 @@ async def poll_until_ready(
     what: str = "generation",
     immediate: bool = False,
 ) -> T:
-    """Call `fetch` every `interval` seconds until it is no longer pending or `timeout` passes."""
+    """Call `fetch` every `interval` seconds until it is no longer pending.
+
+    The last poll happens at the deadline; after it, `GenerationTimeoutError` (which
+    carries the id to resume with). A poll that fails for a passing reason (5xx, 429,
+    a dropped connection: the transport already retried) does not lose the paid-for
+    generation: polling goes on until the deadline.
+    """
     check_positive("poll_interval", interval)
     check_positive("timeout", timeout)
     started = anyio.current_time()
     deadline = started + timeout
-    if immediate:
-        result = await fetch()
-        if not is_pending(result):
-            return result
+    transient: GettyAIError | None = None
+    first = True
     while True:
-        now = anyio.current_time()
-        if now + interval > deadline:
-            raise GenerationTimeoutError(generation_request_id, now - started, what=what)
-        await anyio.sleep(interval)
-        result = await fetch()
+        if not (first and immediate):
+            now = anyio.current_time()
+            if now >= deadline:
+                error = GenerationTimeoutError(generation_request_id, now - started, what=what)
+                raise error from transient
+            await anyio.sleep(min(interval, deadline - now))
+        first = False
+        try:
+            result = await fetch()
+        except (APIConnectionError, InternalServerError, RateLimitError) as exc:
+            transient = exc
+            continue
         if not is_pending(result):
             return result
 

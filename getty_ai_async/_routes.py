@@ -22,7 +22,6 @@ class Route:
     name: str
     method: str
     template: str
-    creates_generation: bool = False
 
     @property
     def idempotent(self) -> bool:
@@ -65,28 +64,16 @@ _IMAGE = _GEN + "/{generation_request_id}/images/{index}"
 ROUTES: Final = {
     route.name: route
     for route in (
-        Route("generate", "POST", _GEN, creates_generation=True),
+        Route("generate", "POST", _GEN),
         Route("get_generation", "GET", _GEN + "/{generation_request_id}"),
-        Route("variations", "POST", _IMAGE + "/variations", creates_generation=True),
-        Route("refine", "POST", _GEN + "/refine", creates_generation=True),
-        Route("extend", "POST", _GEN + "/extend", creates_generation=True),
-        Route("remove_background", "POST", _GEN + "/background-removal", creates_generation=True),
-        Route("remove_object", "POST", _GEN + "/object-removal", creates_generation=True),
-        Route(
-            "influence_color", "POST", _GEN + "/influence-color-by-image", creates_generation=True
-        ),
-        Route(
-            "influence_composition",
-            "POST",
-            _GEN + "/influence-composition-by-image",
-            creates_generation=True,
-        ),
-        Route(
-            "generate_background",
-            "POST",
-            "/beta/ai/image-generations/background-generations",
-            creates_generation=True,
-        ),
+        Route("variations", "POST", _IMAGE + "/variations"),
+        Route("refine", "POST", _GEN + "/refine"),
+        Route("extend", "POST", _GEN + "/extend"),
+        Route("remove_background", "POST", _GEN + "/background-removal"),
+        Route("remove_object", "POST", _GEN + "/object-removal"),
+        Route("influence_color", "POST", _GEN + "/influence-color-by-image"),
+        Route("influence_composition", "POST", _GEN + "/influence-composition-by-image"),
+        Route("generate_background", "POST", "/beta/ai/image-generations/background-generations"),
         Route("download_sizes", "GET", _IMAGE + "/download-sizes"),
         Route("download_create", "PUT", _IMAGE + "/download"),
         Route("download_get", "GET", _IMAGE + "/download"),

@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,18 +79,23 @@ def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
     return min(max(seconds, 0.0), cap)
 
 
-class _PacedAuth(httpx.Auth):
-    """Wraps an auth flow so that each request it sends draws from the budget first.
+BeforeSend = Callable[[], Awaitable[None]]
 
-    The draw happens after the wrapped flow has its token, right before the request
-    goes on the wire. Drawing earlier (before `httpx.AsyncClient.send`) lets requests
-    queue up behind a token fetch and then leave in one burst when it arrives, and
-    makes the token request itself wait behind them. A 401 replay draws again.
+
+class _BeforeSend(httpx.Auth):
+    """Wraps an auth flow so that `hooks` run before each request it sends.
+
+    They run after the wrapped flow has its token, right before the request goes on
+    the wire. The QPS budget is drawn here: drawing before `httpx.AsyncClient.send`
+    lets requests queue up behind a token fetch and then leave in one burst when it
+    arrives, and makes the token request itself wait behind them. The fan-out journal
+    marks a POST as sent here too, so that waiting for a token or a turn is never
+    mistaken for a POST whose fate is unknown. A 401 replay runs them again.
     """
 
-    def __init__(self, inner: httpx.Auth, budget: RequestBudget) -> None:
+    def __init__(self, inner: httpx.Auth, hooks: list[BeforeSend]) -> None:
         self._inner = inner
-        self._budget = budget
+        self._hooks = hooks
         self.requires_request_body = inner.requires_request_body
         self.requires_response_body = inner.requires_response_body
 
@@ -101,7 +106,8 @@ class _PacedAuth(httpx.Auth):
         try:
             request = await flow.__anext__()
             while True:
-                await self._budget.acquire()
+                for hook in self._hooks:
+                    await hook()
                 response = yield request
                 try:
                     request = await flow.asend(response)
@@ -143,11 +149,13 @@ class Transport:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         retry_rate_limits: bool = True,
+        before_send: BeforeSend | None = None,
     ) -> httpx.Response:
         """Send with retries; returns a 2xx response or raises a `GettyAIError`.
 
         ``retry_rate_limits=False`` hands 429s to the caller at once: submits under the
         pending limiter wait for a slot to free instead of sleeping on a retry.
+        `before_send` runs right before each attempt goes on the wire.
         """
         url = self.url(route.path(**(path_params or {})))
         return await self.send_with_retries(
@@ -156,6 +164,7 @@ class Transport:
             ),
             idempotent=route.idempotent,
             retry_rate_limits=retry_rate_limits,
+            before_send=before_send,
         )
 
     async def send_with_retries(
@@ -165,6 +174,7 @@ class Transport:
         idempotent: bool,
         retry_rate_limits: bool = True,
         auth: httpx.Auth | None = None,
+        before_send: BeforeSend | None = None,
     ) -> httpx.Response:
         """Send the request `build` makes, retrying per the policy (see `_backoff`)."""
         policy = self.policy
@@ -179,21 +189,38 @@ class Transport:
         ):
             with attempt:
                 attempts += 1
-                return await self.send(build(), attempt=attempts, auth=auth)
+                return await self.send(
+                    build(), attempt=attempts, auth=auth, before_send=before_send
+                )
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def send(
-        self, request: httpx.Request, *, attempt: int = 1, auth: httpx.Auth | None = None
+        self,
+        request: httpx.Request,
+        *,
+        attempt: int = 1,
+        auth: httpx.Auth | None = None,
+        before_send: BeforeSend | None = None,
     ) -> httpx.Response:
         """One attempt: draw from the budget, send, map transport errors and statuses."""
         auth = auth or self.auth
-        if self.budget is not None:
-            auth = _PacedAuth(auth, self.budget)
+        hooks = [hook for hook in (self.budget and self.budget.acquire, before_send) if hook]
+        if hooks:
+            auth = _BeforeSend(auth, hooks)
         started = time.perf_counter()
         try:
             # Never follow redirects (even if the caller's client would): httpx keeps custom
             # headers such as Api-Key when it follows one to another host.
             response = await self.http.send(request, auth=auth, follow_redirects=False)
+        except APIConnectionError as exc:
+            if exc.request is request:
+                raise
+            # The token request failed, so this one never left: safe to retry or resubmit.
+            raise APIConnectionError(
+                f"{request.method} {request.url.path} not sent: {exc}",
+                request=request,
+                may_have_been_sent=False,
+            ) from exc
         except httpx.TransportError as exc:
             sent = not isinstance(exc, _NOT_SENT)
             log.debug(

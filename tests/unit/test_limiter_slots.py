@@ -172,7 +172,7 @@ async def test_parked_slot_counts_against_the_cap(
 ) -> None:
     client = make_client(max_pending=1)
     post = router.post(url(POST_PATH)).respond(202, json=pending())
-    router.get(url(GET_PATH)).respond(200, json=finished())
+    poll = router.get(url(GET_PATH)).respond(202, json=pending())
 
     await client.generations.create("first", wait=False)
     assert post.call_count == 1
@@ -181,8 +181,10 @@ async def test_parked_slot_counts_against_the_cap(
     assert scope.cancelled_caught  # blocked on the cap: the first is still pending
     assert post.call_count == 1
     assert client.limiter.in_use == 1
+    # While blocked, it checked the parked generation itself rather than wait blindly.
+    assert poll.call_count >= 1
 
-    await client.generations.get(GEN_ID)  # the first finished
+    poll.respond(200, json=finished())  # the first finishes: the waiting submit sees it
     with anyio.fail_after(1):
         await client.generations.create("second", wait=False)
     assert post.call_count == 2
