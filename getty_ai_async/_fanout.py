@@ -3,8 +3,9 @@
 The run owns no task between two outcomes. Each `__anext__` runs a short-lived task
 group (a submitter loop, a poll scheduler and one task per HTTP request) until at least
 one outcome is ready, stops starting requests, lets the requests in flight finish, and
-returns. So breaking out of ``async for`` leaves nothing running, needs no `aclose()`
-(though it is supported), and a slow consumer pauses submissions: backpressure for free.
+returns. So breaking out of ``async for`` leaves nothing running, and a slow consumer
+pauses submissions: backpressure for free. The slots of generations still pending go
+back on `aclose()` (``async with run:`` calls it), or as soon as the run is dropped.
 Generations still pending between two outcomes keep their slots and are polled again on
 the next step.
 """
