@@ -114,8 +114,8 @@ class GenerationType(StrEnum):
 
 NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1)]
 Prompt = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
-Percentage = Annotated[float, Field(ge=0)]
-Level = Annotated[float, Field(ge=0, le=1)]
+Percentage = Annotated[float, Field(ge=0, le=3.4e38, allow_inf_nan=False)]
+Level = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Index = Annotated[int, Field(ge=0)]
 
 

@@ -117,6 +117,10 @@ class _BeforeSend(httpx.Auth):
             await flow.aclose()
 
 
+class _TokenUnavailable(APIConnectionError):
+    """No token could be had (after the token request's own retries): nothing was sent."""
+
+
 class Transport:
     """Sends requests for routes: auth, QPS budget, retries, error mapping, logging."""
 
@@ -215,8 +219,8 @@ class Transport:
         except APIConnectionError as exc:
             if exc.request is request:
                 raise
-            # The token request failed, so this one never left: safe to retry or resubmit.
-            raise APIConnectionError(
+            # The token request failed, so this one never left: safe to resubmit later.
+            raise _TokenUnavailable(
                 f"{request.method} {request.url.path} not sent: {exc}",
                 request=request,
                 may_have_been_sent=False,
@@ -270,6 +274,8 @@ class Transport:
                 return False
             waited = retry_after_seconds(exc.response, policy.max_retry_after)
             return True if waited is None else waited
+        if isinstance(exc, _TokenUnavailable):
+            return False  # the token request was retried already: don't multiply them
         if isinstance(exc, APIConnectionError):
             return not exc.may_have_been_sent or idempotent or policy.retry_unsafe_posts
         return isinstance(exc, APIStatusError) and exc.status_code == 408

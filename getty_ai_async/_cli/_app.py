@@ -10,7 +10,7 @@ from .._version import __version__
 from ._batch_command import batch
 from ._commands import download, extend, generate, get, history, refine, sizes, variations
 from ._errors import UsageError
-from ._run import reporting_errors, verbose_logging
+from ._run import cli_logging, reporting_errors
 from ._sandbox_command import sandbox_app
 from ._settings import Settings, parse_max_pending
 
@@ -117,8 +117,7 @@ def _global_options(
                 raise UsageError(f"--poll-interval must be > 0, got {poll_interval}")
             settings.client_options["poll_interval"] = poll_interval
         settings.check()
-    if verbose:
-        ctx.with_resource(verbose_logging())
+    ctx.with_resource(cli_logging(verbose))
 
 
 for _command in (generate, batch, get, download, sizes, history, variations, refine, extend):

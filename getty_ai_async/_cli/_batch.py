@@ -77,7 +77,9 @@ class BatchResult:
         if not self.complete:
             return EXIT_INTERRUPTED
         counts = self.counts
-        return EXIT_FAILED if counts.failed or counts.images_failed else EXIT_OK
+        if counts.failed or counts.images_failed or counts.finished < counts.total:
+            return EXIT_FAILED
+        return EXIT_OK
 
 
 def _existing_file(folder: Path, stem: str) -> Path | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import sqlite3
 import sys
 from enum import Enum
 from pathlib import Path
@@ -13,7 +15,8 @@ from rich.console import Console
 
 from .._models import SizeName
 from ._batch import DEFAULT_JOURNAL_NAME, DEFAULT_RESULTS_NAME, BatchJob, run_batch, summary
-from ._inputs import InputFormat, open_input
+from ._errors import UsageError
+from ._inputs import STDIN, InputFormat, open_input
 from ._progress import PlainReporter, QuietReporter, Reporter, RichReporter
 from ._run import fail, reporting_errors, run_async, settings_of
 from ._settings import parse_max_pending
@@ -149,6 +152,7 @@ def batch(
             retry_failed=retry_failed,
             save_concurrency=download_concurrency,
         )
+        _check_outputs(job)
     reporter = _reporter(quiet)
     resume = command_line(ctx)
 
@@ -160,3 +164,19 @@ def batch(
         return result.exit_code
 
     run_async(settings, body)
+
+
+def _check_outputs(job: BatchJob) -> None:
+    """Refuse outputs that would destroy the input or an unreadable journal, before writing."""
+    outputs = (("--results", job.results), ("--journal", job.journal))
+    if job.source.source != STDIN:
+        source = Path(job.source.source).resolve()
+        for option, path in outputs:
+            if path is not None and path.resolve() == source:
+                raise UsageError(f"{option} {path} is the input file; it would be overwritten")
+    if job.journal is not None and job.journal.exists():
+        try:
+            with contextlib.closing(sqlite3.connect(job.journal)) as db:
+                db.execute("PRAGMA schema_version")
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"--journal {job.journal} is not a journal: {exc}") from None

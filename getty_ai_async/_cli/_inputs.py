@@ -6,8 +6,10 @@ their 1-based line numbers so that results and errors can point back at the file
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from collections import Counter
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -58,6 +60,8 @@ class _JsonlParser:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             return InputLine(number, None, f"invalid JSON: {exc.msg} (column {exc.colno})")
+        except (RecursionError, ValueError) as exc:
+            return InputLine(number, None, f"unusable JSON: {type(exc).__name__}")
         if not isinstance(value, dict):
             return InputLine(number, None, f"expected a JSON object, got {type(value).__name__}")
         key = value.get("key")
@@ -89,13 +93,26 @@ class BatchInput:
         self._texts_read = texts
 
     def lines(self) -> Generator[InputLine, None, None]:
-        """Every input in file order, parsed lazily (the file is read as it is consumed)."""
+        """Every input in file order, parsed lazily (the file is read as it is consumed).
+
+        An input without a ``key`` gets one from its content and how many times the same
+        content came before, not from its position: fixing a bad line, or inserting one,
+        must not change the journal keys of the others (a changed key means paying again).
+        """
         parser = _JsonlParser()
+        seen: Counter[str] = Counter()
         for number, text in self._texts():
             if self.format is InputFormat.TEXT:
-                yield InputLine(number, text)
+                line = InputLine(number, {"prompt": text})
             else:
-                yield parser.parse(number, text)
+                line = parser.parse(number, text)
+            if isinstance(line.request, dict) and "key" not in line.request:
+                digest = hashlib.sha256(
+                    json.dumps(line.request, sort_keys=True).encode()
+                ).hexdigest()[:20]
+                seen[digest] += 1
+                line = InputLine(number, {**line.request, "key": f"{digest}#{seen[digest]}"})
+            yield line
 
     def _texts(self) -> Iterator[tuple[int, str]]:
         if self._texts_read is not None:
@@ -133,6 +150,12 @@ def open_input(source: str, input_format: InputFormat | None = None) -> BatchInp
         return BatchInput(source, found, len(texts), texts)
     if Path(source).is_dir():
         raise UsageError(f"cannot read {source}: it is a directory")
+    if Path(source).exists() and not Path(source).is_file():
+        # A pipe, FIFO or process substitution can be read once only: read it whole now.
+        with _open(source) as file:
+            texts = list(_meaningful(file, source))
+        found = input_format or _sniff(texts[0][1] if texts else None, source)
+        return BatchInput(source, found, len(texts), texts)
     total = 0
     first: str | None = None
     with _open(source) as file:

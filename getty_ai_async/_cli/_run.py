@@ -17,12 +17,12 @@ from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, describe, leaf_erro
 from ._settings import Settings
 
 __all__ = [
+    "cli_logging",
     "echo_error",
     "fail",
     "reporting_errors",
     "run_async",
     "settings_of",
-    "verbose_logging",
 ]
 
 Ts = TypeVarTuple("Ts")
@@ -89,16 +89,26 @@ def run_async(
 
 
 @contextlib.contextmanager
-def verbose_logging() -> Iterator[None]:
-    """DEBUG records of the ``getty_ai_async`` logger on stderr, for the ``with`` block."""
-    logger = logging.getLogger(_LOGGER)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+def cli_logging(verbose: bool) -> Iterator[None]:
+    """Logs for the ``with`` block: with `verbose`, DEBUG records of ``getty_ai_async``
+    and stamina's retry notices on stderr; without, nothing (stamina's warnings would
+    otherwise reach stderr through Python's last-resort handler, one per retry).
+    """
+    handler: logging.Handler = logging.NullHandler()
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in (_LOGGER, "stamina")]
+    saved = [(logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.propagate = False
+    if verbose:
+        loggers[0].setLevel(logging.DEBUG)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
+        for logger, (level, propagate) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate

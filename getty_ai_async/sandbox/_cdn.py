@@ -46,8 +46,9 @@ def _bytes_for(core: Core, parts: list[str]) -> bytes:
         case ["downloads", generation_id, index_text, name] if name.endswith(".png"):
             longest = SERVED_DOWNLOAD_LONGEST.get(name.removesuffix(".png"))
             key, index = _image(core, generation_id, index_text)
+            size_name = name.removesuffix(".png")
             if longest is None or not core.downloads.is_ready(
-                generation_id, index, core.clock.now_ms()
+                generation_id, index, size_name, core.clock.now_ms()
             ):
                 raise _NotFound
             return _render(key, index, longest)

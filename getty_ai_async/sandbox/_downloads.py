@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._config import sample_duration
@@ -24,6 +24,8 @@ class Download:
     ready_ms: int
     size_name: str
     asset_id: str
+    sizes: set[str] = field(default_factory=set)
+    """Sizes bought or redownloaded: the CDN serves only these."""
 
 
 class DownloadStore:
@@ -33,10 +35,14 @@ class DownloadStore:
         self.by_image: dict[tuple[str, int], Download] = {}
         self.assets: dict[str, tuple[str, int]] = {}
 
-    def is_ready(self, generation_id: str, index: int, now_ms: int) -> bool:
-        """Whether a download of this image has completed (so the CDN may serve it)."""
+    def is_ready(self, generation_id: str, index: int, size_name: str, now_ms: int) -> bool:
+        """Whether this size of the image was bought and is ready (so the CDN may serve it)."""
         found = self.by_image.get((generation_id, index))
-        return found is not None and now_ms >= found.ready_ms
+        return (
+            found is not None
+            and now_ms >= found.ready_ms
+            and (size_name == found.size_name or size_name in found.sizes)
+        )
 
 
 def _image(core: Core, req: Request) -> tuple[str, int, GenerationKey]:
@@ -71,6 +77,9 @@ def download_put(core: Core, req: Request) -> Response:
     delay = sample_duration(core.results_rng, core.config.download_pending_seconds)
     asset_id = current.asset_id if current is not None else core.new_hex_id()
     download = Download(now + int(delay * 1000), body["size_name"], asset_id)
+    if current is not None:
+        # A size bought before stays downloadable.
+        download.sizes = current.sizes | {current.size_name}
     store.by_image[generation_id, index] = download
     store.assets[asset_id] = (generation_id, index)
     core.stats.downloads += 1
@@ -100,4 +109,5 @@ def redownload(core: Core, req: Request) -> Response:
     generation_id, index = target
     core.lookup(generation_id)
     core.stats.redownloads += 1
+    core.downloads.by_image[target].sizes.add(body["size_name"])
     return _url_reply(core, generation_id, index, body["size_name"], asset_id)

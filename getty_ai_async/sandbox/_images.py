@@ -48,8 +48,9 @@ def extended_shape(
     """Shape after adding fractions of the width/height to each side (longest side kept)."""
     width = shape[0] * (1 + left + right)
     height = shape[1] * (1 + top + bottom)
-    width = max(width, height / _MIN_SIDE_RATIO)
-    height = max(height, width / _MIN_SIDE_RATIO)
+    # Huge extensions only squeeze the other side, and never past 8:1.
+    width = min(max(width, height / _MIN_SIDE_RATIO), height * _MIN_SIDE_RATIO)
+    height = min(max(height, width / _MIN_SIDE_RATIO), width * _MIN_SIDE_RATIO)
     return fit(round(width), round(height), FULL_LONGEST)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
@@ -49,9 +50,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _other_name(host: str) -> str:
+    """Another spelling of the bound address, so that the CDN is a different host name.
+
+    Clients must treat the CDN as foreign (no credentials) yet reach the same socket.
+    """
+    if host == "localhost":
+        return "127.0.0.1"
+    address = ipaddress.ip_address(host)
+    if address.version == 6:
+        return "[" + address.exploded + "]"  # "::1" and "0000:...:0001" differ as names
+    if address == ipaddress.ip_address("127.0.0.1"):
+        return "localhost"
+    # Any other IPv4 literal: its integer form names the same address.
+    return str(int(address))
+
+
 def _urls(host: str, port: int) -> ServedSandbox:
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    cdn_host = "127.0.0.1" if host == "localhost" else "localhost"
+    cdn_host = _other_name(host)
     base_url = f"http://{netloc}"
     return ServedSandbox(base_url, f"{base_url}/oauth2/token", f"http://{cdn_host}:{port}")
 

@@ -149,6 +149,10 @@ FILE_REGISTRATION: Schema = {
 }
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+"""The spec's numbers are ``format: float``; larger values cannot be sent."""
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -213,6 +217,8 @@ def _check_value(value: object, spec: Field, path: str) -> object:
             raise ApiError(400, f"'{path}' must be an integer.")
         if not _INT32[0] <= value <= _INT32[1]:
             raise ApiError(400, f"'{path}' is out of range for a 32-bit integer.")
+    elif not abs(value) <= _FLOAT32_MAX:
+        raise ApiError(400, f"'{path}' is out of range for a 32-bit float.")
     if spec.minimum is not None and value < spec.minimum:
         raise ApiError(400, f"'{path}' must be >= {spec.minimum:g}.")
     if spec.maximum is not None and value > spec.maximum:

@@ -262,3 +262,63 @@ def test_bad_batch_options(cli: Cli, tmp_path: Path) -> None:
         result = cli("--sandbox", "batch", str(PROMPTS_FILE), "--out", str(tmp_path), *args)
         assert result.exit_code == 2, args
     assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_outputs_that_would_destroy_the_input_are_refused(cli: Cli, tmp_path: Path) -> None:
+    prompts = write_lines(tmp_path / "p.txt", "a fox", "an owl")
+    same_results = cli("--sandbox", "batch", str(prompts), "--results", str(prompts))
+    same_journal = cli("--sandbox", "batch", str(prompts), "--journal", str(prompts))
+
+    for result in (same_results, same_journal):
+        assert result.exit_code == 2
+        assert "is the input file" in result.stderr
+    assert prompts.read_text() == "a fox\nan owl\n"
+
+
+def test_a_file_that_is_not_a_journal_is_a_usage_error(cli: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = cli("--sandbox", "batch", str(PROMPTS_FILE), "--out", str(out))
+    assert first.exit_code == 0
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("not a database\n")
+
+    result = cli("--sandbox", "batch", str(PROMPTS_FILE), "--out", str(out), "--journal", str(bad))
+
+    assert result.exit_code == 2
+    assert "is not a journal" in result.stderr
+    assert len(results_of(out / "results.jsonl")) == PROMPTS_IN_FILE  # left as it was
+
+
+def test_fixing_a_bad_line_and_rerunning_pays_nothing_twice(cli: Cli, tmp_path: Path) -> None:
+    requests = write_lines(
+        tmp_path / "r.jsonl", '{"prompt": "one"}', '{"prompt": "two",}', '{"prompt": "three"}'
+    )
+    sandbox = Sandbox(pending_seconds=0)
+    settings = fast_settings(sandbox)
+    first = cli("--sandbox", "batch", str(requests), "--out", str(tmp_path), settings=settings)
+    assert first.exit_code == 1
+    assert sandbox.stats.submissions == 2
+
+    requests.write_text('{"prompt": "one"}\n{"prompt": "two"}\n{"prompt": "three"}\n')
+    second = cli("--sandbox", "batch", str(requests), "--out", str(tmp_path), settings=settings)
+
+    assert second.exit_code == 0, second.output
+    assert sandbox.stats.submissions == 3  # only the fixed line was new
+
+
+def test_retry_notices_stay_off_stderr_unless_verbose(cli: Cli, tmp_path: Path) -> None:
+    flaky = Sandbox(pending_seconds=0, seed=3)
+    flaky.faults.error_rate = 0.3
+    result = cli(
+        "--sandbox",
+        "batch",
+        str(PROMPTS_FILE),
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        settings=fast_settings(flaky),
+    )
+
+    assert flaky.stats.faults_injected["error"] > 0
+    assert "stamina" not in result.stderr
+    assert result.stderr == ""
