@@ -130,19 +130,19 @@ class QuietReporter:
         self._stream = stream
 
     def start(self, counts: BatchCounts) -> None:
-        pass
+        """Quiet: no display to start."""
 
     def refresh(self) -> None:
-        pass
+        """Quiet: nothing to redraw."""
 
     def finished(self, record: dict[str, Any]) -> None:
-        pass
+        """Quiet: results go to the results file only."""
 
     def note(self, message: str) -> None:
         print(message, file=self._stream or sys.stderr, flush=True)
 
     def stop(self) -> None:
-        pass
+        """Quiet: no display to stop."""
 
 
 class PlainReporter(QuietReporter):

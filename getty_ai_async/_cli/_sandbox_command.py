@@ -28,11 +28,9 @@ _LOOPBACK_NAMES = frozenset({"localhost"})
 def _check_loopback(host: str) -> None:
     if host in _LOOPBACK_NAMES:
         return
-    try:
+    with contextlib.suppress(ValueError):
         if ipaddress.ip_address(host).is_loopback:
             return
-    except ValueError:
-        pass
     raise UsageError(f"--host {host}: the sandbox only listens on loopback (127.0.0.1, ::1)")
 
 

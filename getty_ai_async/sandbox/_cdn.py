@@ -17,7 +17,7 @@ __all__ = ["cdn"]
 
 
 class _NotFound(Exception):
-    pass
+    """No CDN object at that path (or not bought yet)."""
 
 
 def _image(core: Core, generation_id: str, index_text: str) -> tuple[GenerationKey, int]:
