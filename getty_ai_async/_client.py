@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import ipaddress
 import os
@@ -235,6 +236,36 @@ class AsyncGettyAI:
     def uploads(self) -> Uploads:
         """Upload masks and reference images."""
         return Uploads(self)
+
+    def with_options(
+        self,
+        *,
+        poll_interval: float | None = None,
+        wait_timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Self:
+        """A view of this client with other polling or retry settings.
+
+        It shares the connection pool, the token cache, the pending limiter and the QPS
+        budget (so the cap still holds across both); closing it closes nothing shared.
+        """
+        clone = copy.copy(self)
+        for namespace in ("generations", "downloads", "history", "files", "uploads"):
+            clone.__dict__.pop(namespace, None)  # cached for `self`, bound to its transport
+        if poll_interval is not None:
+            clone.poll_interval = check_positive("poll_interval", poll_interval)
+        if wait_timeout is not None:
+            clone.wait_timeout = check_positive("wait_timeout", wait_timeout)
+        transport = self._transport
+        clone._transport = Transport(
+            transport.http,
+            transport.auth,
+            transport.base_url,
+            retry_policy or transport.policy,
+            transport.budget,
+        )
+        clone._owns_http = False
+        return clone
 
     @property
     def limiter(self) -> PendingLimiter:

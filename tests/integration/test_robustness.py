@@ -201,3 +201,23 @@ async def test_refresh_failure_ahead_of_expiry_keeps_the_valid_token() -> None:
     now = 700.0  # expired: the failure now surfaces
     with pytest.raises(errors.APIConnectionError):
         await tokens.token()
+
+
+async def test_with_options_shares_pool_tokens_and_cap() -> None:
+    async with AsyncGettyAI.sandbox(
+        pending_seconds=0.05, pending_limit=3, poll_interval=0.5, max_pending=3
+    ) as client:
+        quick = client.with_options(poll_interval=0.01, retry_policy=FAST)
+        assert quick.poll_interval == 0.01
+        assert client.poll_interval == 0.5
+        assert quick.limiter is client.limiter
+        async with anyio.create_task_group() as tg:
+            for prompt in prompts(6):
+                tg.start_soon(quick.generate, prompt)
+        await quick.aclose()  # closes nothing shared
+        await client.generate("still open")
+        assert client.simulator is not None
+        stats = client.simulator.stats
+        assert stats.token_requests == 1
+        assert stats.peak_pending <= 3
+        assert stats.rate_limited_pending == 0
