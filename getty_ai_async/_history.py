@@ -67,9 +67,14 @@ class History(AsyncResource):
         product_ids: Sequence[int] | None = None,
         company_generations: bool | None = None,
     ) -> AsyncIterator[GenerationHistoryItem]:
-        """Every matching generation, newest first; the next page is fetched only when needed."""
+        """Every matching generation, newest first; the next page is fetched only when needed.
+
+        Generations created while iterating push older ones onto later pages; an item
+        that shows up again at the top of the next page is skipped, not yielded twice.
+        """
         number = 1
         seen = 0
+        previous_page: set[str] = set()
         while True:
             current = await self.page(
                 number,
@@ -81,7 +86,9 @@ class History(AsyncResource):
                 company_generations=company_generations,
             )
             for item in current.generations:
-                yield item
+                if item.generation_request_id not in previous_page:
+                    yield item
+            previous_page = {item.generation_request_id for item in current.generations}
             seen += len(current.generations)
             if not current.generations or seen >= current.result_count:
                 return

@@ -221,3 +221,16 @@ async def test_with_options_shares_pool_tokens_and_cap() -> None:
         assert stats.token_requests == 1
         assert stats.peak_pending <= 3
         assert stats.rate_limited_pending == 0
+
+
+async def test_history_skips_items_pushed_onto_the_next_page_while_iterating() -> None:
+    async with AsyncGettyAI.sandbox(pending_seconds=0.0, images_per_generation=1) as client:
+        for prompt in prompts(6):
+            await client.generate(prompt)
+        seen: list[str] = []
+        async for item in client.history.list(page_size=2):
+            seen.append(item.generation_request_id)
+            if len(seen) == 1:
+                await client.generate("created while iterating")  # shifts every page by one
+        assert len(seen) == len(set(seen))
+        assert len(seen) >= 6
