@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from . import errors
 from ._client import AsyncGettyAI
-from ._fanout import GenerationOutcome, GenerationRun, RunStats
+from ._fanout import GenerationOutcome, GenerationRun, RunOptions, RunStats
+from ._generations import InfluenceOptions, SubmitOptions
 from ._limiter import LimiterStatistics, PendingLimiter
 from ._models import (
     AspectRatio,
@@ -44,6 +45,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationRun",
     "GenerationType",
+    "InfluenceOptions",
     "LensType",
     "LimiterStatistics",
     "MediaType",
@@ -51,8 +53,10 @@ __all__ = [
     "PendingLimiter",
     "PreviewUrl",
     "RetryPolicy",
+    "RunOptions",
     "RunStats",
     "SizeName",
+    "SubmitOptions",
     "__version__",
     "errors",
 ]

@@ -8,9 +8,8 @@ import ipaddress
 import os
 from collections.abc import AsyncIterable, Iterable
 from functools import cached_property
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, Unpack
 
 import httpx
 
@@ -26,7 +25,7 @@ from ._constants import (
     LOOPBACK_HOSTS,
 )
 from ._downloads import Downloads
-from ._fanout import GenerationRun, RequestLike
+from ._fanout import GenerationRun, RequestLike, RunOptions
 from ._files import Files, Uploads
 from ._generations import Generations
 from ._history import History
@@ -281,13 +280,7 @@ class AsyncGettyAI:
     def generate_many(
         self,
         requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
-        *,
-        max_pending: MaxPending | None = None,
-        journal: str | os.PathLike[str] | None = None,
-        return_exceptions: bool = True,
-        poll_interval: float | None = None,
-        timeout: float | None = None,
-        retry_failed: bool = False,
+        **options: Unpack[RunOptions],
     ) -> GenerationRun:
         """Generate images for many prompts; yields a `GenerationOutcome` per input as each ends.
 
@@ -297,22 +290,13 @@ class AsyncGettyAI:
         delays outcomes that are ready (an async generator is waited for).
 
         At most the client's `max_pending` generations (and this call's, if given) are
-        in flight; polls are spread over `poll_interval`. With `journal`, a
-        SQLite file records every step: rerunning the same call replays what finished,
-        resumes what was pending and submits only what was never sent. Errors become
-        outcomes unless ``return_exceptions=False``, which stops at the first one and
-        raises it. `retry_failed` resubmits inputs the journal recorded as failed.
+        in flight; polls are spread over `poll_interval`. With `journal`, a SQLite file
+        records every step: rerunning the same call replays what finished, resumes what
+        was pending and submits only what was never sent. Errors become outcomes unless
+        ``return_exceptions=False``, which stops at the first one and raises it. Every
+        option is described in `RunOptions`.
         """
-        return GenerationRun(
-            self,
-            requests,
-            max_pending=max_pending,
-            journal=Path(journal) if journal is not None else None,
-            return_exceptions=return_exceptions,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            retry_failed=retry_failed,
-        )
+        return GenerationRun(self, requests, **options)
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         # Retried like any idempotent call: a token request costs nothing.

@@ -16,13 +16,14 @@ import hashlib
 import heapq
 import itertools
 import json
+import os
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 
 import anyio
 from anyio.abc import ObjectReceiveStream, TaskGroup
@@ -48,7 +49,7 @@ from .errors import (
 if TYPE_CHECKING:
     from ._client import AsyncGettyAI
 
-__all__ = ["GenerationOutcome", "GenerationRun", "RequestLike", "RunStats"]
+__all__ = ["GenerationOutcome", "GenerationRun", "RequestLike", "RunOptions", "RunStats"]
 
 RequestLike = str | Mapping[str, Any] | GenerationRequest
 
@@ -89,6 +90,23 @@ class GenerationOutcome:
     def elapsed(self) -> float | None:
         """Seconds from the first POST to the result."""
         return None if self.submitted_at is None else self.finished_at - self.submitted_at
+
+
+class RunOptions(TypedDict, total=False):
+    """Keyword options of `generate_many`."""
+
+    max_pending: MaxPending | None
+    """A cap for this run, on top of the client's (an int, or "auto")."""
+    journal: str | os.PathLike[str] | None
+    """SQLite file recording every step: rerun the same call to resume."""
+    return_exceptions: bool
+    """Errors become outcomes (default); False stops at the first and raises it."""
+    poll_interval: float | None
+    """Seconds between polls of one pending generation (default: the client's)."""
+    timeout: float | None
+    """Polling deadline per generation (default: the client's `wait_timeout`)."""
+    retry_failed: bool
+    """Resubmit inputs the journal recorded as failed (refused for sure)."""
 
 
 @dataclass(slots=True)
@@ -160,14 +178,16 @@ class GenerationRun:
         client: AsyncGettyAI,
         requests: Iterable[RequestLike] | AsyncIterable[RequestLike] | Iterable[str],
         *,
-        max_pending: MaxPending | None = None,
-        journal: str | Path | None = None,
-        return_exceptions: bool = True,
-        poll_interval: float | None = None,
-        timeout: float | None = None,
-        retry_failed: bool = False,
         _resume_ids: bool = False,
+        **options: Unpack[RunOptions],
     ) -> None:
+        max_pending = options.get("max_pending")
+        journal = options.get("journal")
+        poll_interval = options.get("poll_interval")
+        timeout = options.get("timeout")
+        unknown = set(options) - set(RunOptions.__annotations__)
+        if unknown:
+            raise ValidationError(min(unknown), "not an option of generate_many")
         self._client = client
         self._generations = client.generations
         self._policy = client._transport.policy
@@ -177,16 +197,16 @@ class GenerationRun:
                 self._limiters.insert(0, PendingLimiter(max_pending))
             except ValueError as exc:
                 raise ValidationError("max_pending", str(exc)) from None
-        self._journal = Journal(journal) if journal is not None else None
+        self._journal = Journal(Path(journal)) if journal is not None else None
         self._journal_opened = False
-        self._return_exceptions = return_exceptions
+        self._return_exceptions = options.get("return_exceptions", True)
         self._interval = check_positive(
             "poll_interval", client.poll_interval if poll_interval is None else poll_interval
         )
         self._timeout = check_positive(
             "timeout", client.wait_timeout if timeout is None else timeout
         )
-        self._retry_failed = retry_failed
+        self._retry_failed = options.get("retry_failed", False)
         self._resume_ids = _resume_ids
         self._sync_input: Iterator[Any] | None = None
         self._async_input: AsyncIterator[Any] | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import anyio
 
@@ -37,7 +37,37 @@ from .errors import GettyAIError, GoneError, NotFoundError, RateLimitError, Vali
 if TYPE_CHECKING:
     from ._client import AsyncGettyAI
 
-__all__ = ["Generations"]
+__all__ = ["Generations", "InfluenceOptions", "SubmitOptions"]
+
+
+class SubmitOptions(TypedDict, total=False):
+    """Keyword options of every call that creates a generation."""
+
+    product_id: int | None
+    """Which AI Generation product to charge, when the account has several."""
+    project_code: str | None
+    """Required by some products, forbidden by others."""
+    notes: str | None
+    """Free text some products require."""
+    wait: bool
+    """Poll a 202 until the images are ready (default True); False returns at once."""
+    timeout: float | None
+    """Polling deadline in seconds (default: the client's `wait_timeout`)."""
+
+
+class InfluenceOptions(SubmitOptions, total=False):
+    """`SubmitOptions` plus what the influence-by-image calls share."""
+
+    prompt: str | None
+    negative_prompt: str | None
+    media_type: MediaType | str | None
+    mood: Mood | str | None
+    seed: int | None
+
+
+def _body_fields(options: SubmitOptions) -> dict[str, Any]:
+    """The options that go into the request body: all but wait and timeout."""
+    return {name: value for name, value in options.items() if name not in ("wait", "timeout")}
 
 
 def _reference(
@@ -83,55 +113,32 @@ class Generations(AsyncResource):
         mood: Mood | str | None = None,
         lens_type: LensType | str | None = None,
         depth_of_field: DepthOfField | str | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Generation:
         """Generate images from a prompt (or a prepared `GenerationRequest`).
 
         With ``wait=True`` (the default) a 202 is polled until the images are ready;
         with ``wait=False`` the pending `Generation` comes back at once.
         """
-        if isinstance(prompt, GenerationRequest):
-            given = {
-                name: value
-                for name, value in {
-                    "negative_prompt": negative_prompt,
-                    "seed": seed,
-                    "aspect_ratio": aspect_ratio,
-                    "media_type": media_type,
-                    "mood": mood,
-                    "lens_type": lens_type,
-                    "depth_of_field": depth_of_field,
-                    "product_id": product_id,
-                    "project_code": project_code,
-                    "notes": notes,
-                }.items()
-                if value is not None
-            }
-            if given:
-                raise ValidationError(
-                    next(iter(given)), "set it on the GenerationRequest, not beside it"
-                )
-            request = prompt
-        else:
-            request = build(
-                GenerationRequest,
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                seed=seed,
-                aspect_ratio=aspect_ratio,
-                media_type=media_type,
-                mood=mood,
-                lens_type=lens_type,
-                depth_of_field=depth_of_field,
-                product_id=product_id,
-                project_code=project_code,
-                notes=notes,
+        fields: dict[str, Any] = {
+            "negative_prompt": negative_prompt,
+            "seed": seed,
+            "aspect_ratio": aspect_ratio,
+            "media_type": media_type,
+            "mood": mood,
+            "lens_type": lens_type,
+            "depth_of_field": depth_of_field,
+        }
+        if not isinstance(prompt, GenerationRequest):
+            return await self._create(
+                ROUTES["generate"], GenerationRequest, options, prompt=prompt, **fields
             )
-        return await self.submit(ROUTES["generate"], request, wait=wait, timeout=timeout)
+        beside = [
+            name for name, value in (fields | _body_fields(options)).items() if value is not None
+        ]
+        if beside:
+            raise ValidationError(beside[0], "set it on the GenerationRequest, not beside it")
+        return await self._create(ROUTES["generate"], prompt, options)
 
     async def get(self, generation_request_id: str) -> Generation:
         """One GET of a generation; check `is_pending` on the result."""
@@ -189,26 +196,15 @@ class Generations(AsyncResource):
                 yield outcome.generation
 
     async def variations(
-        self,
-        generation_request_id: str,
-        index: int,
-        *,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        self, generation_request_id: str, index: int, **options: Unpack[SubmitOptions]
     ) -> Generation:
         """New images in the spirit of one image of an earlier generation."""
         path_params: dict[str, str | int] = {
             "generation_request_id": validate_id("generation_request_id", generation_request_id),
             "index": validate_index(index),
         }
-        request = build(
-            VariationRequest, product_id=product_id, project_code=project_code, notes=notes
-        )
-        return await self.submit(
-            ROUTES["variations"], request, path_params=path_params, wait=wait, timeout=timeout
+        return await self._create(
+            ROUTES["variations"], VariationRequest, options, path_params=path_params
         )
 
     async def refine(
@@ -220,25 +216,17 @@ class Generations(AsyncResource):
         index: int | None = None,
         prompt: str | None = None,
         negative_prompt: str | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Generation:
         """Repaint the masked area of a Getty asset or a generated image."""
-        return await self._edit(
+        return await self._create(
             ROUTES["refine"],
             RefineRequest,
-            (asset_id, generation_request_id, index),
-            wait=wait,
-            timeout=timeout,
+            options,
+            reference=(asset_id, generation_request_id, index),
             mask_url=mask_url,
             prompt=prompt,
             negative_prompt=negative_prompt,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
         )
 
     async def extend(
@@ -253,28 +241,20 @@ class Generations(AsyncResource):
         bottom_percentage: float | None = None,
         prompt: str | None = None,
         negative_prompt: str | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Generation:
         """Extend an image past its borders; percentages >= 0, at least one > 0."""
-        return await self._edit(
+        return await self._create(
             ROUTES["extend"],
             ExtendRequest,
-            (asset_id, generation_request_id, index),
-            wait=wait,
-            timeout=timeout,
+            options,
+            reference=(asset_id, generation_request_id, index),
             left_percentage=left_percentage,
             right_percentage=right_percentage,
             top_percentage=top_percentage,
             bottom_percentage=bottom_percentage,
             prompt=prompt,
             negative_prompt=negative_prompt,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
         )
 
     async def remove_background(
@@ -283,22 +263,14 @@ class Generations(AsyncResource):
         asset_id: str | None = None,
         generation_request_id: str | None = None,
         index: int | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Generation:
         """Cut the subject out of a Getty asset or a generated image."""
-        return await self._edit(
+        return await self._create(
             ROUTES["remove_background"],
             BackgroundRemovalRequest,
-            (asset_id, generation_request_id, index),
-            wait=wait,
-            timeout=timeout,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
+            options,
+            reference=(asset_id, generation_request_id, index),
         )
 
     async def remove_object(
@@ -308,23 +280,15 @@ class Generations(AsyncResource):
         asset_id: str | None = None,
         generation_request_id: str | None = None,
         index: int | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Generation:
         """Erase the masked object from a Getty asset or a generated image."""
-        return await self._edit(
+        return await self._create(
             ROUTES["remove_object"],
             RemoveObjectRequest,
-            (asset_id, generation_request_id, index),
-            wait=wait,
-            timeout=timeout,
+            options,
+            reference=(asset_id, generation_request_id, index),
             mask_url=mask_url,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
         )
 
     async def influence_color(
@@ -334,35 +298,17 @@ class Generations(AsyncResource):
         generation_request_id: str | None = None,
         index: int | None = None,
         file_registration_id: str | None = None,
-        prompt: str | None = None,
-        negative_prompt: str | None = None,
         noise_level: float | None = None,
-        media_type: MediaType | str | None = None,
-        mood: Mood | str | None = None,
-        seed: int | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **style: Unpack[InfluenceOptions],
     ) -> Generation:
         """Generate images whose colours follow a reference image (noise_level 0-1)."""
-        return await self._edit(
+        return await self._create(
             ROUTES["influence_color"],
             InfluenceColorRequest,
-            (asset_id, generation_request_id, index),
-            wait=wait,
-            timeout=timeout,
+            style,
+            reference=(asset_id, generation_request_id, index),
             reference_file_registration_id=file_registration_id,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
             noise_level=noise_level,
-            media_type=media_type,
-            mood=mood,
-            seed=seed,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
         )
 
     async def influence_composition(
@@ -372,35 +318,17 @@ class Generations(AsyncResource):
         generation_request_id: str | None = None,
         index: int | None = None,
         file_registration_id: str | None = None,
-        prompt: str | None = None,
-        negative_prompt: str | None = None,
         influence_level: float | None = None,
-        media_type: MediaType | str | None = None,
-        mood: Mood | str | None = None,
-        seed: int | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **style: Unpack[InfluenceOptions],
     ) -> Generation:
         """Generate images whose composition follows a reference image (influence_level 0-1)."""
-        return await self._edit(
+        return await self._create(
             ROUTES["influence_composition"],
             InfluenceCompositionRequest,
-            (asset_id, generation_request_id, index),
-            wait=wait,
-            timeout=timeout,
+            style,
+            reference=(asset_id, generation_request_id, index),
             reference_file_registration_id=file_registration_id,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
             influence_level=influence_level,
-            media_type=media_type,
-            mood=mood,
-            seed=seed,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
         )
 
     async def generate_background(
@@ -413,15 +341,13 @@ class Generations(AsyncResource):
         right_percentage: float | None = None,
         top_percentage: float | None = None,
         bottom_percentage: float | None = None,
-        product_id: int | None = None,
-        project_code: str | None = None,
-        notes: str | None = None,
-        wait: bool = True,
-        timeout: float | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> Generation:
         """Place a registered product image (category CustomerProduct) on a generated background."""
-        request = build(
+        return await self._create(
+            ROUTES["generate_background"],
             BackgroundGenerationRequest,
+            options,
             reference_file_registration_id=file_registration_id,
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -429,25 +355,30 @@ class Generations(AsyncResource):
             right_percentage=right_percentage,
             top_percentage=top_percentage,
             bottom_percentage=bottom_percentage,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
         )
-        return await self.submit(ROUTES["generate_background"], request, wait=wait, timeout=timeout)
 
-    async def _edit(
+    async def _create(
         self,
         route: Route,
-        model: type[_Request],
-        reference: tuple[str | None, str | None, int | None],
+        request: type[_Request] | _Request,
+        options: SubmitOptions,
         *,
-        wait: bool,
-        timeout: float | None,
+        path_params: dict[str, str | int] | None = None,
+        reference: tuple[str | None, str | None, int | None] | None = None,
         **fields: Any,
     ) -> Generation:
-        """Validate an edit of an existing image (by asset id or generation + index), submit it."""
-        request = build(model, **_reference(*reference), **fields)
-        return await self.submit(route, request, wait=wait, timeout=timeout)
+        """Validate the request (unless prepared already), then `submit` it."""
+        if isinstance(request, type):
+            if reference is not None:
+                fields |= _reference(*reference)
+            request = build(request, **fields, **_body_fields(options))
+        return await self.submit(
+            route,
+            request,
+            path_params=path_params,
+            wait=options.get("wait", True),
+            timeout=options.get("timeout"),
+        )
 
     async def submit(
         self,

@@ -234,3 +234,10 @@ async def test_history_skips_items_pushed_onto_the_next_page_while_iterating() -
                 await client.generate("created while iterating")  # shifts every page by one
         assert len(seen) == len(set(seen))
         assert len(seen) >= 6
+
+
+async def test_an_unknown_generate_many_option_names_itself() -> None:
+    async with AsyncGettyAI.sandbox() as client:
+        with pytest.raises(errors.ValidationError) as caught:
+            client.generate_many(prompts(1), journl="x.sqlite")  # type: ignore[call-arg]
+    assert caught.value.field == "journl"

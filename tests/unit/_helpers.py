@@ -87,3 +87,16 @@ def assert_api_auth(request: httpx.Request, token: str | None = TOKEN) -> None:
         assert "Authorization" not in request.headers
     else:
         assert request.headers["Authorization"] == f"Bearer {token}"
+
+
+def client_options(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of a test client: fake credentials and URLs, millisecond waits."""
+    return {
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "base_url": API,
+        "token_url": TOKEN_URL,
+        "poll_interval": 0.001,
+        "wait_timeout": 2.0,
+        "retry_policy": FAST,
+    } | overrides

@@ -12,7 +12,7 @@ import stamina.instrumentation
 
 from getty_ai_async import AsyncGettyAI
 
-from ._helpers import API, API_KEY, API_SECRET, FAST, TOKEN_URL, ClientFactory, token_json
+from ._helpers import TOKEN_URL, ClientFactory, client_options, token_json
 
 
 @pytest.fixture(autouse=True)
@@ -40,15 +40,7 @@ async def make_client(router: respx.MockRouter) -> AsyncIterator[ClientFactory]:
     made: list[AsyncGettyAI] = []
 
     def factory(**overrides: Any) -> AsyncGettyAI:
-        options: dict[str, Any] = {
-            "api_key": API_KEY,
-            "api_secret": API_SECRET,
-            "base_url": API,
-            "token_url": TOKEN_URL,
-            "poll_interval": 0.001,
-            "wait_timeout": 2.0,
-            "retry_policy": FAST,
-        } | overrides
+        options = client_options(**overrides)
         if "http_client" not in options:
             options.setdefault("transport", httpx.MockTransport(router.async_handler))
         client = AsyncGettyAI(**options)

@@ -11,12 +11,8 @@ import sniffio
 from getty_ai_async import AsyncGettyAI, Generation, errors
 
 from ._helpers import (
-    API,
-    API_KEY,
-    API_SECRET,
-    FAST,
     GEN_ID,
-    TOKEN_URL,
+    client_options,
     finished,
     pending,
     token_json,
@@ -28,16 +24,7 @@ GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
 
 
 def new_client(**overrides: object) -> AsyncGettyAI:
-    options: dict[str, object] = {
-        "api_key": API_KEY,
-        "api_secret": API_SECRET,
-        "base_url": API,
-        "token_url": TOKEN_URL,
-        "poll_interval": 0.001,
-        "wait_timeout": 2.0,
-        "retry_policy": FAST,
-    } | overrides
-    return AsyncGettyAI(**options)  # type: ignore[arg-type]
+    return AsyncGettyAI(**client_options(**overrides))
 
 
 def test_create_with_polling_under_trio(router: respx.MockRouter) -> None:

@@ -193,8 +193,9 @@ def test_generation_request_forbids_unknown_fields() -> None:
 async def test_unknown_keyword_to_create_fails_before_sending(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
-    with pytest.raises(TypeError, match="colour"):
+    with pytest.raises(errors.ValidationError) as caught:
         await client.generations.create("a fox", colour="red")  # type: ignore[call-arg]
+    assert caught.value.field == "colour"
     assert router.calls.call_count == 0
 
 
