@@ -12,6 +12,7 @@ import anyio
 import typer
 
 from .._client import AsyncGettyAI
+from .._generations import SubmitOptions
 from .._models import AspectRatio, DepthOfField, Generation, LensType, MediaType, Mood, SizeName
 from ..errors import GettyAIError
 from ._errors import EXIT_FAILED, describe
@@ -100,6 +101,13 @@ async def _wait_for(client: AsyncGettyAI, submitted: Generation) -> Generation:
         raise
 
 
+def _submit_options(
+    product_id: int | None, project_code: str | None, notes: str | None
+) -> SubmitOptions:
+    """The billing options every creating command takes; the CLI waits on its own terms."""
+    return {"product_id": product_id, "project_code": project_code, "notes": notes, "wait": False}
+
+
 def _finish(
     settings: Settings,
     submit: Callable[[AsyncGettyAI], Awaitable[Generation]],
@@ -164,10 +172,7 @@ def generate(
             depth_of_field=depth_of_field,
             negative_prompt=negative_prompt,
             seed=seed,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
-            wait=False,
+            **_submit_options(product_id, project_code, notes),
         )
 
     _finish(settings_of(ctx), submit, download, out, as_json)
@@ -190,10 +195,7 @@ def variations(
         return await client.generations.variations(
             generation_id,
             index,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
-            wait=False,
+            **_submit_options(product_id, project_code, notes),
         )
 
     _finish(settings_of(ctx), submit, download, out, as_json)
@@ -238,10 +240,7 @@ def refine(
             index=index,
             prompt=prompt,
             negative_prompt=negative_prompt,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
-            wait=False,
+            **_submit_options(product_id, project_code, notes),
         )
 
     _finish(settings, submit, download, out, as_json)
@@ -278,10 +277,7 @@ def extend(
             bottom_percentage=bottom,
             prompt=prompt,
             negative_prompt=negative_prompt,
-            product_id=product_id,
-            project_code=project_code,
-            notes=notes,
-            wait=False,
+            **_submit_options(product_id, project_code, notes),
         )
 
     _finish(settings_of(ctx), submit, download, out, as_json)
