@@ -6,7 +6,8 @@ from . import errors
 from ._client import AsyncGettyAI
 from ._fanout import GenerationOutcome, GenerationRun, RunOptions, RunStats
 from ._generations import InfluenceOptions, SubmitOptions
-from ._limiter import LimiterStatistics, PendingLimiter
+from ._lease import Lease, Limiter, LimiterStatistics
+from ._limiter import PendingLimiter
 from ._models import (
     AspectRatio,
     Category,
@@ -46,7 +47,9 @@ __all__ = [
     "GenerationRun",
     "GenerationType",
     "InfluenceOptions",
+    "Lease",
     "LensType",
+    "Limiter",
     "LimiterStatistics",
     "MediaType",
     "Mood",

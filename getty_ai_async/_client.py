@@ -16,8 +16,11 @@ import httpx
 from ._auth import GettyAuth, Grant, TokenProvider
 from ._constants import (
     DEFAULT_BASE_URL,
+    DEFAULT_HISTORY_GRACE,
+    DEFAULT_LEASE_SLACK,
     DEFAULT_LIMITS,
     DEFAULT_MAX_PENDING,
+    DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     DEFAULT_TOKEN_URL,
@@ -29,8 +32,10 @@ from ._fanout import GenerationRun, RequestLike, RunOptions
 from ._files import Files, Uploads
 from ._generations import Generations
 from ._history import History
+from ._lease import Limiter
 from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
+from ._poller import Poller
 from ._rate import RateBudget
 from ._resource import check_positive
 from ._transport import RetryPolicy, Transport
@@ -90,10 +95,14 @@ class AsyncGettyAI:
         password: str | None = None,
         refresh_token: str | None = None,
         access_token: str | None = None,
-        max_pending: MaxPending = DEFAULT_MAX_PENDING,
+        max_pending: MaxPending | None = None,
+        limiter: Limiter | None = None,
         max_requests_per_second: float | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
+        lease_timeout: float | None = None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+        history_grace: float = DEFAULT_HISTORY_GRACE,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 4,
         max_retry_time: float = 60.0,
@@ -125,10 +134,31 @@ class AsyncGettyAI:
             raise ValidationError(
                 "password" if password is None else "username", "username and password go together"
             )
-        try:
-            self._limiter = PendingLimiter(max_pending)
-        except ValueError as exc:
-            raise ValidationError("max_pending", str(exc)) from None
+        if limiter is not None:
+            if max_pending is not None:
+                raise ValidationError("limiter", "pass max_pending or limiter, not both")
+            if not isinstance(limiter, Limiter):
+                raise ValidationError("limiter", f"{limiter!r} does not implement Limiter")
+            self._limiter: Limiter = limiter
+        else:
+            try:
+                self._limiter = PendingLimiter(
+                    DEFAULT_MAX_PENDING if max_pending is None else max_pending
+                )
+            except ValueError as exc:
+                raise ValidationError("max_pending", str(exc)) from None
+        self.lease_timeout = check_positive(
+            "lease_timeout",
+            self.wait_timeout + DEFAULT_LEASE_SLACK if lease_timeout is None else lease_timeout,
+        )
+        if not not_found_grace >= 0:
+            raise ValidationError(
+                "not_found_grace", f"must be >= 0 seconds, got {not_found_grace!r}"
+            )
+        if not history_grace >= 0:
+            raise ValidationError("history_grace", f"must be >= 0 seconds, got {history_grace!r}")
+        self.history_grace = history_grace
+        """Seconds to keep looking in the history for a POST whose reply was lost."""
 
         self.max_requests_per_second = max_requests_per_second
         self._owns_http = http_client is None
@@ -175,6 +205,13 @@ class AsyncGettyAI:
             except ValueError as exc:
                 raise ValidationError("max_requests_per_second", str(exc)) from None
         self._transport = Transport(self._http, self._auth, self.base_url, policy, budget)
+        self._poller = Poller(
+            self._transport,
+            interval=self.poll_interval,
+            lease_timeout=self.lease_timeout,
+            not_found_grace=not_found_grace,
+        )
+        self._is_view = False
         self.simulator: Sandbox | None = None
         """The in-process sandbox this client talks to (see `sandbox()`), else None."""
 
@@ -264,11 +301,12 @@ class AsyncGettyAI:
             transport.budget,
         )
         clone._owns_http = False
+        clone._is_view = True
         return clone
 
     @property
-    def limiter(self) -> PendingLimiter:
-        """The pending-generation cap shared by every call of this client."""
+    def limiter(self) -> Limiter:
+        """The leases on the pending cap, shared by every call of this client."""
         return self._limiter
 
     # --------------------------------------------------------------------- helpers
@@ -307,7 +345,14 @@ class AsyncGettyAI:
     # ------------------------------------------------------------------- lifecycle
 
     async def aclose(self) -> None:
-        """Close the connection pool (unless it was passed in by the caller)."""
+        """Stop polling and close the connection pool (unless the caller passed it in).
+
+        Generations still pending at the service are not lost: their ids are in the
+        journal of the run that created them, or in the errors of calls that waited.
+        """
+        if self._is_view:
+            return
+        await self._poller.aclose()
         if self._owns_http:
             await self._http.aclose()
 
@@ -324,7 +369,12 @@ class AsyncGettyAI:
 
     def __repr__(self) -> str:
         mode = "api-key" if self._auth.tokens is None else self._auth.tokens.grant.kind
+        limiter = self._limiter
+        if isinstance(limiter, PendingLimiter):
+            cap = "'auto'" if limiter.adaptive else str(limiter.limit)
+        else:
+            cap = type(limiter).__name__
         return (
             f"{type(self).__name__}(base_url={str(self.base_url)!r}, auth={mode!r}, "
-            f"max_pending={'auto' if self._limiter.adaptive else self._limiter.limit!r})"
+            f"max_pending={cap})"
         )

@@ -1,21 +1,25 @@
 """`generate_many`: fan thousands of prompts out under the pending cap, results as they finish.
 
-The run owns no task between two outcomes. Each `__anext__` runs a short-lived task
-group (a submitter loop, a poll scheduler and one task per HTTP request) until at least
-one outcome is ready, stops starting requests, lets the requests in flight finish, and
-returns. So breaking out of ``async for`` leaves nothing running, and a slow consumer
-pauses submissions: backpressure for free. The slots of generations still pending go
-back on `aclose()` (``async with run:`` calls it), or as soon as the run is dropped.
-Generations still pending between two outcomes keep their slots and are polled again on
-the next step.
+A run owns one task group for its lifetime, in a task of its own (started by the first
+``__anext__`` or by ``async with``): a feeder reads the input lazily, takes a lease per
+prompt and starts its POST through the submission policy; accepted generations go to
+the client's poller; a recorder journals each result and hands it to the consumer
+through a small memory stream. So a ready outcome never waits for a request in
+flight, and a slow consumer stops new submissions (backpressure).
+
+`aclose()`, from any task, stops the feeder at once: POSTs not yet leaving are dropped
+(never sent, so a rerun submits them), POSTs already leaving are let finish so their
+ids are journaled, and generations already accepted are left to the client's poller,
+which returns their leases when the service reports them finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import heapq
 import itertools
 import json
+import logging
 import os
 import time
 from collections import deque
@@ -26,20 +30,23 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ObjectReceiveStream, TaskGroup
 
+from ._background import BackgroundTask, spawn
 from ._journal import Journal, JournalRecord, RecordState
-from ._limiter import MaxPending, PendingLimiter, Slot
+from ._lease import Limiter
+from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
+from ._reconcile import find_in_history
 from ._resource import build, check_positive
-from ._routes import ROUTES, validate_id
-from ._transport import retry_after_seconds
+from ._routes import ROUTES
+from ._sending import SendAborted
+from ._submission import SubmitState, acquire_leases, submit
 from .errors import (
-    APIConnectionError,
     APIStatusError,
-    GenerationTimeoutError,
     GettyAIError,
-    InternalServerError,
+    JournalError,
     RateLimitError,
     RecordedError,
     SubmissionUncertainError,
@@ -51,11 +58,11 @@ if TYPE_CHECKING:
 
 __all__ = ["GenerationOutcome", "GenerationRun", "RequestLike", "RunOptions", "RunStats"]
 
+log = logging.getLogger("getty_ai_async.run")
+
 RequestLike = str | Mapping[str, Any] | GenerationRequest
 
-# Statuses on a poll that end this run's polling of a generation; anything else (429,
-# 5xx, a dropped connection) is retried at the next poll until the deadline.
-_FINAL_POLL_STATUSES = frozenset({400, 401, 403, 404, 410})
+_END = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,8 @@ class GenerationOutcome:
     finished_at: float = field(default_factory=time.time)
     replayed: bool = False
     """True when the outcome comes from the journal of an earlier run."""
+    note: str | None = None
+    """Something the caller should know, e.g. that the journal could not record it."""
 
     @property
     def ok(self) -> bool:
@@ -107,6 +116,8 @@ class RunOptions(TypedDict, total=False):
     """Polling deadline per generation (default: the client's `wait_timeout`)."""
     retry_failed: bool
     """Resubmit inputs the journal recorded as failed (refused for sure)."""
+    retry_uncertain: bool
+    """Look inputs of unknown fate up in the history again; resubmit those not there."""
 
 
 @dataclass(slots=True)
@@ -116,8 +127,9 @@ class RunStats:
     read: int = 0
     submitted: int = 0
     in_flight: int = 0
-    """POSTs sent and not answered yet (their fate is unknown if the process dies now)."""
+    """POSTs leaving or sent and not answered yet."""
     pending: int = 0
+    """Generations accepted and not finished, that this run waits for."""
     done: int = 0
     failed: int = 0
     blocked: int = 0
@@ -125,6 +137,11 @@ class RunStats:
     replayed: int = 0
     rate_limited: int = 0
     polls: int = 0
+    """Polls the client sent while this run was going (all of the client's ids)."""
+    adopted: int = 0
+    """Generations found in the history after their POST's reply was lost."""
+    uncertain: int = 0
+    """Inputs whose POST may have created a generation the history does not show."""
 
 
 @dataclass(slots=True, eq=False)
@@ -132,18 +149,13 @@ class _Item:
     index: int
     key: str
     request: GenerationRequest | None
-    generation_request_id: str | None = None
-    needs_slot: bool = True
-    slots: list[tuple[PendingLimiter, Slot]] = field(default_factory=list)
     attempts: int = 0
     submitted_at: float | None = None
-    started: float = 0.0
-    deadline: float = 0.0
-    due: float = 0.0
-    not_before: float = 0.0
-    refusals: int = 0
-    early: bool = False
-    """After a 429 without Retry-After: may retry before `not_before` when room is made."""
+    scope: anyio.CancelScope | None = None
+    leaving: bool = False
+    """Its POST started leaving (the journal says so): let it finish when stopping."""
+    subscription: tuple[str, object] | None = None
+    note: str | None = None
 
 
 def _error_record(error: BaseException) -> dict[str, Any]:
@@ -154,12 +166,6 @@ def _error_record(error: BaseException) -> dict[str, Any]:
     }
 
 
-def _may_have_created(error: GettyAIError) -> bool:
-    """Whether a failed POST may still have created a generation (so: never resubmit it)."""
-    if isinstance(error, APIConnectionError):
-        return error.may_have_been_sent
-    # A gateway timeout may hide a request the service went on to process.
-    return isinstance(error, APIStatusError) and error.status_code == 504
 
 
 def _key_for(index: int, request: GenerationRequest) -> str:
@@ -167,112 +173,81 @@ def _key_for(index: int, request: GenerationRequest) -> str:
     return f"{index}:{digest[:16]}"
 
 
+def _unwrap(error: BaseException) -> BaseException:
+    """The one exception inside (nested) groups of one; the first leaf otherwise."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 class GenerationRun:
     """Async iterator of `GenerationOutcome`s in completion order (see `generate_many`)."""
-
-    # Until __init__ completes there is nothing to shut down (see __del__).
-    _closed = True
 
     def __init__(
         self,
         client: AsyncGettyAI,
         requests: Iterable[RequestLike] | AsyncIterable[RequestLike] | Iterable[str],
-        *,
-        _resume_ids: bool = False,
         **options: Unpack[RunOptions],
     ) -> None:
-        max_pending = options.get("max_pending")
-        journal = options.get("journal")
-        poll_interval = options.get("poll_interval")
-        timeout = options.get("timeout")
         unknown = set(options) - set(RunOptions.__annotations__)
         if unknown:
             raise ValidationError(min(unknown), "not an option of generate_many")
-        self._client = client
-        self._generations = client.generations
-        self._policy = client._transport.policy
-        self._limiters = [client.limiter]
+        limiters: list[Limiter] = []
+        max_pending = options.get("max_pending")
         if max_pending is not None:
             try:
-                self._limiters.insert(0, PendingLimiter(max_pending))
+                limiters.append(PendingLimiter(max_pending))
             except ValueError as exc:
                 raise ValidationError("max_pending", str(exc)) from None
-        self._journal = Journal(Path(journal)) if journal is not None else None
-        self._journal_opened = False
+        limiters.append(client.limiter)
+        poll_interval = options.get("poll_interval")
+        timeout = options.get("timeout")
+        journal = options.get("journal")
         self._return_exceptions = options.get("return_exceptions", True)
-        self._interval = check_positive(
-            "poll_interval", client.poll_interval if poll_interval is None else poll_interval
+        # The engine holds no reference to this object, so dropping a run without
+        # closing it (a `break`) lets `__del__` stop the engine.
+        self._engine = _Engine(
+            client,
+            requests,
+            limiters=limiters,
+            journal=Journal(Path(journal)) if journal is not None else None,
+            interval=check_positive(
+                "poll_interval", client.poll_interval if poll_interval is None else poll_interval
+            ),
+            timeout=check_positive("timeout", client.wait_timeout if timeout is None else timeout),
+            retry_failed=options.get("retry_failed", False),
+            retry_uncertain=options.get("retry_uncertain", False),
         )
-        self._timeout = check_positive(
-            "timeout", client.wait_timeout if timeout is None else timeout
-        )
-        self._retry_failed = options.get("retry_failed", False)
-        self._resume_ids = _resume_ids
-        self._sync_input: Iterator[Any] | None = None
-        self._async_input: AsyncIterator[Any] | None = None
-        self._stream_input: ObjectReceiveStream[Any] | None = None
-        self._input_wait: anyio.CancelScope | None = None
-        if isinstance(requests, ObjectReceiveStream):
-            self._stream_input = requests
-        elif isinstance(requests, AsyncIterable):
-            self._async_input = aiter(requests)
-        else:
-            self._sync_input = iter(requests)
-        self._counter = itertools.count()
-        self._given_keys: set[str] = set()
-        self._input_exhausted = False
-        self._held: _Item | None = None
-        self._retries: deque[_Item] = deque()
-        self._submitting: set[_Item] = set()
-        self._pending: set[_Item] = set()
-        self._schedule: list[tuple[float, int, _Item]] = []
-        self._sequence = itertools.count()
-        self._last_poll = 0.0
-        self._inflight = 0
-        self._ready: deque[GenerationOutcome] = deque()
-        self._changed = anyio.Event()
-        self._wake = anyio.Event()
-        self._stopping = False
-        self._room = 0
-        for limiter in self._limiters:
-            limiter.subscribe(self._slot_released)
-        self.stats = RunStats()
-        self._closed = False
-
-    # ------------------------------------------------------------------- iterator
+        self.stats = self._engine.stats
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> GenerationOutcome:
-        if self._closed and not self._ready:
-            raise StopAsyncIteration
+        engine = self._engine
         try:
-            if self._journal is not None and not self._journal_opened:
-                await self._journal.open()
-                self._journal_opened = True
-            while not self._ready:
-                if self._finished():
-                    await self.aclose()
-                    raise StopAsyncIteration
-                await self._step()
-        except BaseException:
-            self._shutdown()
+            outcome = await engine.next_outcome()
+        except StopAsyncIteration:
             raise
-        outcome = self._ready.popleft()
+        except BaseException:
+            engine.request_stop()
+            raise
         if outcome.error is not None and not self._return_exceptions:
             await self.aclose()
             raise outcome.error
         return outcome
 
     async def aclose(self) -> None:
-        """Stop: nothing new is sent, every slot is returned, the journal is closed.
+        """Stop: nothing new is sent, the journal is closed; accepted work goes on.
 
-        Generations still pending stay recorded in the journal, so a rerun resumes them.
+        Returns once no POST of this run can leave any more. Generations already
+        accepted stay with the client's poller (their leases return when they finish)
+        and stay pending in the journal, so a rerun picks them up.
         """
-        self._shutdown()
+        await self._engine.stop()
 
     async def __aenter__(self) -> Self:
+        self._engine.start()
         return self
 
     async def __aexit__(
@@ -281,178 +256,229 @@ class GenerationRun:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        with anyio.CancelScope(shield=True):
+            await self.aclose()
 
     def __del__(self) -> None:
-        # Abandoned after `break` without aclose(): still give the slots back.
-        self._shutdown()
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            # Possibly after its event loop closed: nothing left to stop then.
+            with contextlib.suppress(Exception):
+                engine.request_stop()
 
     @property
     def limit(self) -> int:
         """The pending cap in force now (the tightest of the run's and the client's)."""
-        return min(limiter.limit for limiter in self._limiters)
+        return min(limiter.statistics().limit for limiter in self._engine.limiters)
 
-    # ----------------------------------------------------------------- one step
 
-    async def _step(self) -> None:
-        self._wake = anyio.Event()
-        self._stopping = False
-        # Once an outcome is ready the loops are asked to stop (not cancelled: a cancelled
-        # task leaves a reference cycle that would keep this run, and its slots, alive
-        # after a `break`), and `requests` waits for the HTTP calls in flight, so no POST
-        # is ever cut off between send and reply.
-        async with anyio.create_task_group() as requests:
-            requests.start_soon(self._submitter, requests)
-            requests.start_soon(self._poller, requests)
-            await self._wake.wait()
+class _Engine:
+    """Everything a run does, in its own task; see the module docstring."""
 
-    def _finished(self) -> bool:
-        return (
-            self._input_exhausted
-            and self._held is None
-            and not self._retries
-            and not self._submitting
-            and not self._pending
-            and self._inflight == 0
+    def __init__(
+        self,
+        client: AsyncGettyAI,
+        requests: Iterable[Any] | AsyncIterable[Any],
+        *,
+        limiters: list[Limiter],
+        journal: Journal | None,
+        interval: float,
+        timeout: float,
+        retry_failed: bool,
+        retry_uncertain: bool,
+    ) -> None:
+        self.client = client
+        self.limiters = limiters
+        self.journal = journal
+        self.interval = interval
+        self.timeout = timeout
+        self.retry_failed = retry_failed
+        self.retry_uncertain = retry_uncertain
+        self.stats = RunStats()
+        self._source: Iterator[Any] | AsyncIterator[Any] | ObjectReceiveStream[Any] = (
+            requests
+            if isinstance(requests, ObjectReceiveStream)
+            else aiter(requests)
+            if isinstance(requests, AsyncIterable)
+            else iter(requests)
         )
+        self._counter = itertools.count()
+        self._given_keys: set[str] = set()
+        self._open = 0
+        """Inputs read whose outcome has not reached the consumer yet."""
+        self._input_done = False
+        self._submitting: set[_Item] = set()
+        self._watching: set[_Item] = set()
+        self._arrivals: deque[tuple[_Item, Generation | BaseException | GenerationOutcome]] = (
+            deque()
+        )
+        self._task: BackgroundTask | None = None
+        self._stopping = False
+        self._closed = False
+        self._final: BaseException | None = None
+        self._journal_failed: JournalError | None = None
+        self._polls_at_start = 0
+
+    # ------------------------------------------------------------ consumer side
+
+    def start(self) -> None:
+        if self._task is not None or self._closed:
+            return
+        self._send, self._receive = anyio.create_memory_object_stream[GenerationOutcome](1)
+        self._arrived = anyio.Event()
+        self._changed = anyio.Event()
+        self._feed_scope = anyio.CancelScope()
+        self._polls_at_start = self.client._poller.polls
+        self._task = spawn(self._main, name="getty-ai run")
+
+    async def next_outcome(self) -> GenerationOutcome:
+        self.start()
+        if self._task is None:
+            raise StopAsyncIteration
+        try:
+            outcome = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+        else:
+            self._open -= 1
+            self._notify()
+            return outcome
+        await self._task.wait()
+        final, self._final = self._final, None
+        if final is not None:
+            raise final
+        raise StopAsyncIteration
+
+    def request_stop(self) -> None:
+        """Stop submitting now (callable from synchronous code and any task)."""
+        if self._task is None:
+            self._closed = True
+            if self.journal is not None:
+                self.journal.close()
+            return
+        if self._stopping:
+            return
+        self._stopping = True
+        self._feed_scope.cancel()
+        for item in self._submitting:
+            if not item.leaving and item.scope is not None:
+                item.scope.cancel()
+        self._notify()
+
+    async def stop(self) -> None:
+        self.request_stop()
+        if self._task is not None:
+            with anyio.CancelScope(shield=True):
+                await self._task.wait()
+            self._receive.close()
+
+    # --------------------------------------------------------------- the task
+
+    async def _main(self) -> None:
+        try:
+            if self.journal is not None:
+                await self.journal.open()
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._feed, group)
+                group.start_soon(self._record)
+                await self._until_done_or_stopped()
+                group.cancel_scope.cancel()
+            if self._journal_failed is not None:
+                self._final = self._journal_failed
+        except BaseException as exc:
+            error = _unwrap(exc)
+            if isinstance(error, Exception):
+                self._final = error
+            else:
+                raise
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._closed = True
+        for item in list(self._watching):
+            self._unsubscribe(item)
+        if self.journal is not None:
+            self.journal.close()
+        self._send.close()
+        if self._stopping:
+            self._receive.close()  # the consumer is gone, or asked to stop
+        self.stats.polls = self.client._poller.polls - self._polls_at_start
+
+    async def _until_done_or_stopped(self) -> None:
+        while not (self._stopping or (self._input_done and self._open == 0)):
+            await self._changed.wait()
+        if self._stopping:
+            # POSTs already leaving finish, so their ids are journaled; the rest were
+            # cancelled by `request_stop`.
+            while any(item.leaving for item in self._submitting):
+                await self._changed.wait()
 
     def _notify(self) -> None:
-        if self._ready or self._finished():
-            # Stop starting work at once; the step returns when the calls in flight end.
-            self._stopping = True
-            self._wake.set()
-            if self._input_wait is not None:
-                self._input_wait.cancel()
         self._changed.set()
         self._changed = anyio.Event()
 
-    def _emit(self, outcome: GenerationOutcome) -> None:
-        stats = self.stats
-        if outcome.replayed:
-            stats.replayed += 1
-        if outcome.error is not None:
-            stats.failed += 1
-        else:
-            stats.done += 1
-            if outcome.generation is not None and not outcome.generation.images:
-                stats.blocked += 1
-        self._ready.append(outcome)
+    # ---------------------------------------------------------------- feeding
+
+    async def _feed(self, group: TaskGroup) -> None:
+        with self._feed_scope:
+            while self._journal_failed is None:  # nothing more is sent without a journal
+                # An outcome the consumer has not taken yet counts like a generation in
+                # flight: a consumer that falls behind stops new submissions.
+                while self._open >= min(limiter.statistics().limit for limiter in self.limiters):
+                    await self._changed.wait()
+                raw = await self._next_input()
+                if raw is _END:
+                    break
+                await self._take(raw, group)
+        self._input_done = not self._stopping
         self._notify()
 
-    def _outcome(
-        self,
-        item: _Item,
-        *,
-        generation: Generation | None = None,
-        error: BaseException | None = None,
-        replayed: bool = False,
-    ) -> GenerationOutcome:
-        return GenerationOutcome(
-            index=item.index,
-            key=item.key,
-            request=item.request,
-            generation=generation,
-            error=error,
-            attempts=item.attempts,
-            submitted_at=item.submitted_at,
-            replayed=replayed,
-        )
-
-    # --------------------------------------------------------------- submitting
-
-    async def _submitter(self, requests: TaskGroup) -> None:
-        while not self._stopping:
-            item = self._held or await self._next_item()
-            if item is None:
-                if self._input_exhausted and not self._retries and not self._submitting:
-                    self._notify()
-                    return
-                continue
-            # Held across the wait for a slot, so a step ending meanwhile loses nothing.
-            self._held = item
-            if item.needs_slot and not item.slots:
-                slots = await self._acquire_slots()
-                if slots is None:
-                    return
-                item.slots = slots
-            self._held = None
-            if item.generation_request_id is not None:
-                self._track_pending(item, first_poll=anyio.current_time())
-                continue
-            self._inflight += 1
-            self._submitting.add(item)
-            self.stats.in_flight = len(self._submitting)
-            requests.start_soon(self._submit, item)
-
-    async def _next_item(self) -> _Item | None:
-        """A 429'd item whose wait is over, else the next input; None when there's nothing now."""
-        if self._retries:
-            head = self._retries[0]
-            delay = head.not_before - anyio.current_time()
-            if delay > 0:
-                if not (head.early and self._room):
-                    await self._wait_for_change(delay)
-                    return None
-                self._room -= 1
-            return self._retries.popleft()
-        if self._input_exhausted:
-            if self._submitting:
-                await self._changed.wait()
-            return None
-        return await self._read_input()
-
-    async def _read_input(self) -> _Item | None:
+    async def _next_input(self) -> object:
+        """The next input, or `_END`."""
+        source = self._source
         try:
-            if self._stream_input is not None:
-                # A stream's receive() can be interrupted without losing an item, so a
-                # quiet stream never holds back outcomes that are ready (see _notify).
-                with anyio.CancelScope() as self._input_wait:
-                    raw = await self._stream_input.receive()
-                if self._input_wait.cancelled_caught:
-                    return None
-            elif self._async_input is not None:
-                # Any other async iterator would end if interrupted mid-item, so the step
-                # waits for it: a source that blocks for long delays outcomes meanwhile.
-                raw = await anext(self._async_input)
-            else:
-                assert self._sync_input is not None
-                raw = next(self._sync_input)
+            if isinstance(source, ObjectReceiveStream):
+                return await source.receive()
+            if isinstance(source, AsyncIterator):
+                return await anext(source)
+            await anyio.lowlevel.checkpoint()
+            return next(source)
         except (StopIteration, StopAsyncIteration, anyio.EndOfStream):
-            self._input_exhausted = True
-            return None
-        finally:
-            self._input_wait = None
+            return _END
+
+    async def _take(self, raw: object, group: TaskGroup) -> None:
         index = next(self._counter)
         self.stats.read += 1
+        self._open += 1
         try:
-            if self._resume_ids:
-                generation_request_id = validate_id("generation_request_id", raw)
-                return _Item(
-                    index=index,
-                    key=generation_request_id,
-                    request=None,
-                    generation_request_id=generation_request_id,
-                    needs_slot=False,
-                )
             key, request = self._parse(raw, index)
-            if isinstance(raw, Mapping) and "key" in raw:
-                # Only caller-given keys can collide (derived ones include the index);
-                # two inputs sharing one would share a journal record.
-                if key in self._given_keys:
-                    raise ValidationError("key", f"duplicate key {key!r}")
-                self._given_keys.add(key)
         except ValidationError as error:
             key = str((raw.get("key") if isinstance(raw, Mapping) else None) or index)
-            self._emit(GenerationOutcome(index=index, key=key, request=None, error=error))
-            return None
-        item = _Item(index=index, key=key, request=request)
-        if self._journal is None:
-            return item
-        record = await self._journal.lookup(key)
-        return await self._from_record(item, record) if record is not None else item
+            self._emit(_Item(index, key, None), error)
+            return
+        item = _Item(index, key, request)
+        record = await self.journal.lookup(key) if self.journal is not None else None
+        if record is None:
+            await self._start_submit(item, group)
+            return
+        item.attempts = record.attempts
+        state = record.state
+        if state is RecordState.PENDING and record.generation_request_id:
+            await self._resume(item, record.generation_request_id)
+        elif state is RecordState.SUBMITTING or (
+            state is RecordState.UNKNOWN and self.retry_uncertain
+        ):
+            group.start_soon(self._look_up, item, record, group)
+        elif state is RecordState.FAILED and self.retry_failed:
+            assert self.journal is not None
+            await self.journal.forget(key)
+            item.attempts = 0
+            await self._start_submit(item, group)
+        else:
+            self._replay(item, record)
 
-    @staticmethod
-    def _parse(raw: object, index: int) -> tuple[str, GenerationRequest]:
+    def _parse(self, raw: object, index: int) -> tuple[str, GenerationRequest]:
         if isinstance(raw, GenerationRequest):
             return _key_for(index, raw), raw
         if isinstance(raw, str):
@@ -462,275 +488,257 @@ class GenerationRun:
             fields = dict(raw)
             key = fields.pop("key", None)
             request = build(GenerationRequest, **fields)
-            return (str(key) if key is not None else _key_for(index, request)), request
+            if key is None:
+                return _key_for(index, request), request
+            # Only caller-given keys can collide (derived ones include the index);
+            # two inputs sharing one would share a journal record.
+            if str(key) in self._given_keys:
+                raise ValidationError("key", f"duplicate key {key!r}")
+            self._given_keys.add(str(key))
+            return str(key), request
         raise ValidationError(
             "requests",
             f"item {index} is a {type(raw).__name__}; expected str, dict or GenerationRequest",
         )
 
-    async def _from_record(self, item: _Item, record: JournalRecord) -> _Item | None:
-        """Replay, resume or resubmit an input the journal has seen before."""
-        assert self._journal is not None
-        item.attempts = record.attempts
-        state = record.state
-        if state is RecordState.PENDING and record.generation_request_id:
-            item.generation_request_id = record.generation_request_id
-            return item
-        if state is RecordState.FAILED and self._retry_failed:
-            await self._journal.forget(item.key)
-            item.attempts = 0
-            return item
-        if state is RecordState.SUBMITTING:
-            # The last run died between sending the POST and hearing back.
-            await self._journal.update(
-                item.key, RecordState.UNKNOWN, error={"kind": "SubmissionUncertainError"}
-            )
-            state = RecordState.UNKNOWN
-        generation: Generation | None = None
-        error: GettyAIError | None = None
-        if state is RecordState.DONE and record.result is not None:
-            generation = Generation.model_validate(record.result)
-        elif state is RecordState.UNKNOWN:
-            error = SubmissionUncertainError(item.key, "recorded by an earlier run")
+    def _replay(self, item: _Item, record: JournalRecord) -> None:
+        result: Generation | GettyAIError
+        if record.state is RecordState.DONE and record.result is not None:
+            result = Generation.model_validate(record.result)
+        elif record.state is RecordState.UNKNOWN:
+            result = SubmissionUncertainError(item.key, "recorded by an earlier run")
         else:
             recorded = record.error or {}
-            error = RecordedError(
+            result = RecordedError(
                 str(recorded.get("kind", "Error")),
                 str(recorded.get("message", "")),
                 recorded.get("status_code"),
             )
-        self._emit(self._outcome(item, generation=generation, error=error, replayed=True))
-        return None
+        self.stats.replayed += 1
+        self._emit(item, result, replayed=True)
 
-    async def _acquire_slots(self) -> list[tuple[PendingLimiter, Slot]] | None:
-        """A slot from every limiter, or None if the step ends first."""
-        while not self._stopping:
-            taken: list[tuple[PendingLimiter, Slot]] = []
-            for limiter in self._limiters:
-                slot = limiter.try_acquire()
-                if slot is None:
-                    for owner, held in taken:
-                        owner.release(held)
-                    break
-                taken.append((limiter, slot))
-            else:
-                return taken
-            await self._wait_for_change(
-                min(limiter.seconds_to_parked_expiry() for limiter in self._limiters)
-            )
-        return None
+    async def _resume(self, item: _Item, generation_request_id: str) -> None:
+        """A generation an earlier run left pending: it holds leases again until it ends."""
+        poller = self.client._poller
+        if poller.is_tracked(generation_request_id):
+            leases = []  # this client polls it already, leases and all
+        else:
+            leases = [
+                (limiter, await limiter.adopt(generation_request_id)) for limiter in self.limiters
+            ]
+        poller.track(generation_request_id, leases, accepted=False)
+        self._subscribe(item, generation_request_id)
 
-    def _slot_released(self, slot: Slot) -> None:
-        if slot.accepted and self._room < len(self._retries):
-            # A generation the service had accepted ended: room for one 429'd submit to
-            # try again now. (Slots given back after a 429 or a failed acquire say
-            # nothing of the kind, and one end makes room for one submit, not all.)
-            self._room += 1
-        self._notify()
-
-    async def _wait_for_change(self, timeout: float) -> None:
-        with anyio.move_on_after(timeout):
-            await self._changed.wait()
-
-    def _release(self, item: _Item) -> None:
-        for limiter, slot in item.slots:
-            limiter.release(slot)
-        item.slots = []
-
-    async def _submit(self, item: _Item) -> None:
+    async def _look_up(self, item: _Item, record: JournalRecord, group: TaskGroup) -> None:
+        """An earlier run's POST that got no reply: adopt its generation or say so."""
+        assert self.journal is not None
         assert item.request is not None
-        journal = self._journal
-        body = item.request.to_body()
-        item.attempts += 1
-        now = time.time()
-        if item.submitted_at is None:
-            item.submitted_at = now
-            item.started = anyio.current_time()
-        self.stats.submitted += 1
-
-        async def mark_sent() -> None:
-            # Recorded as the POST goes on the wire, not before waiting for a token or
-            # a turn in the QPS budget: only then can its fate become unknown.
-            if journal is not None:
-                await journal.submitting(item.key, item.index, body, item.attempts)
-
-        try:
-            try:
-                response = await self._client._transport.request(
-                    ROUTES["generate"], json=body, retry_rate_limits=False, before_send=mark_sent
-                )
-            except RateLimitError as exc:
-                await self._rate_limited(item, exc)
-                return
-            except GettyAIError as exc:
-                if _may_have_created(exc):
-                    uncertain = SubmissionUncertainError(item.key, str(exc))
-                    await self._fail(item, uncertain, RecordState.UNKNOWN)
-                else:
-                    # Refused for sure: `retry_failed` may submit it again without paying twice.
-                    await self._fail(item, exc, RecordState.FAILED)
-                return
-            for limiter, slot in item.slots:
-                limiter.accepted(slot)
-            generation = Generation.from_response(
-                response.json(), pending=response.status_code == 202
-            )
-            if generation.is_pending:
-                if journal is not None:
-                    await journal.update(
-                        item.key,
-                        RecordState.PENDING,
-                        generation_request_id=generation.generation_request_id,
-                    )
-                item.generation_request_id = generation.generation_request_id
-                self._track_pending(item, first_poll=anyio.current_time() + self._interval)
-            else:
-                await self._finish(item, generation)
-        except BaseException:
-            # Cancelled (the run is being torn down): nobody else will hand these back.
-            self._release(item)
-            raise
-        finally:
-            self._submitting.discard(item)
-            self.stats.in_flight = len(self._submitting)
-            self._inflight -= 1
-            self._notify()
-
-    async def _rate_limited(self, item: _Item, exc: RateLimitError) -> None:
-        for limiter, slot in item.slots:
-            limiter.rate_limited(slot)
-        self._release(item)
-        self.stats.rate_limited += 1
-        if self._journal is not None:
-            # The 429 proves nothing was created: the input is as good as never sent.
-            await self._journal.forget(item.key)
-        policy = self._policy
-        delay = retry_after_seconds(exc.response, policy.max_retry_after)
-        # While generations of ours are pending at the service, their ends will make room:
-        # waiting for that is flow control, bounded by max_retry_time only. A 429 with a
-        # Retry-After, or with nothing of ours pending (someone else holds the cap), is a
-        # failed try like any other.
-        if delay is not None or not any(limiter.accepted_count for limiter in self._limiters):
-            item.refusals += 1
-        waited = anyio.current_time() - item.started
-        if (
-            policy.max_retries == 0
-            or item.refusals > policy.max_retries
-            or waited > policy.max_retry_time
-        ):
-            self._emit(self._outcome(item, error=exc))
-            return
-        # Without a Retry-After the 429 is most likely the account's pending cap: the best
-        # moment to retry is when one of our generations ends. A Retry-After is obeyed.
-        item.early = delay is None
-        item.not_before = anyio.current_time() + (
-            policy.rate_limit_wait if delay is None else delay
+        found = await find_in_history(
+            self.client.history,
+            item.request.to_body(),
+            sent_at=record.sent_at or 0.0,
+            claim=self.client._poller.claim,
+            grace=self.client.history_grace,
         )
-        self._retries.append(item)
-
-    async def _finish(self, item: _Item, generation: Generation) -> None:
-        self._release(item)
-        for limiter in self._limiters:
-            limiter.succeeded()
-        if self._journal is not None:
-            await self._journal.update(
-                item.key, RecordState.DONE, result=generation.model_dump(mode="json")
+        if found is not None:
+            self.stats.adopted += 1
+            await self.journal.update(item.key, RecordState.PENDING, generation_request_id=found)
+            await self._resume(item, found)
+        elif self.retry_uncertain:
+            await self.journal.forget(item.key)
+            await self._start_submit(item, group)
+        else:
+            error = SubmissionUncertainError(
+                item.key, "an earlier run sent it and got no reply", history_checked=True
             )
-        self._emit(self._outcome(item, generation=generation))
+            await self.journal.update(item.key, RecordState.UNKNOWN, error=_error_record(error))
+            self.stats.uncertain += 1
+            self._emit(item, error)
 
-    async def _fail(self, item: _Item, error: GettyAIError, state: RecordState | None) -> None:
-        """Emit `error` for `item`; record `state` in the journal unless None."""
-        self._release(item)
-        if self._journal is not None and state is not None:
-            await self._journal.update(item.key, state, error=_error_record(error))
-        self._emit(self._outcome(item, error=error))
+    # ------------------------------------------------------------- submitting
 
-    # ------------------------------------------------------------------ polling
+    async def _start_submit(self, item: _Item, group: TaskGroup) -> None:
+        # The lease is taken here, so the feeder waits while the cap is full.
+        leases = await acquire_leases(self.limiters)
+        item.scope = anyio.CancelScope()
+        self._submitting.add(item)
+        group.start_soon(self._submit, item, leases)
 
-    def _track_pending(self, item: _Item, *, first_poll: float) -> None:
-        assert item.generation_request_id is not None
-        if not item.started:
-            item.started = anyio.current_time()
-        item.deadline = anyio.current_time() + self._timeout
-        self._pending.add(item)
-        self.stats.pending = len(self._pending)
-        self._schedule_poll(item, first_poll)
+    async def _submit(self, item: _Item, leases: list[Any]) -> None:
+        assert item.request is not None
+        assert item.scope is not None
+        journal = self.journal
+        body = item.request.to_body()
+        state = SubmitState(label=item.key, attempts=item.attempts, leases=leases)
 
-    def _schedule_poll(self, item: _Item, when: float) -> None:
-        item.due = when
-        heapq.heappush(self._schedule, (when, next(self._sequence), item))
-        self._notify()
+        async def leaving() -> None:
+            if self._stopping:
+                raise SendAborted
+            # From here on `request_stop` lets this POST finish rather than cut it off.
+            item.leaving = True
+            self.stats.in_flight += 1
+            if journal is not None:
+                await journal.submitting(item.key, item.index, body, state.attempts)
+            self.stats.submitted += 1
 
-    async def _poller(self, requests: TaskGroup) -> None:
-        """Dispatch due polls, spaced so N pending ids never poll in one burst."""
-        while not self._stopping:
-            if not self._schedule:
-                await self._changed.wait()
-                continue
-            due = self._schedule[0][0]
-            spacing = self._interval / max(1, len(self._pending))
-            at = max(due, self._last_poll + spacing)
-            now = anyio.current_time()
-            if at > now:
-                await self._wait_for_change(at - now)
-                continue
-            _, _, item = heapq.heappop(self._schedule)
-            self._last_poll = max(at, now - spacing)
-            self._inflight += 1
-            requests.start_soon(self._poll, item)
+        def answered() -> None:
+            if item.leaving:
+                item.leaving = False
+                self.stats.in_flight -= 1
+                self._notify()
 
-    async def _poll(self, item: _Item) -> None:
-        assert item.generation_request_id is not None
-        self.stats.polls += 1
+        state.on_answered = answered
+
         try:
-            try:
-                generation = await self._generations.get(item.generation_request_id)
-            except APIStatusError as exc:
-                if exc.status_code in _FINAL_POLL_STATUSES:
-                    self._forget_pending(item)
-                    # Gone (404/410) is final. Anything else (401, 403, 400) may pass, and
-                    # the generation is paid for: the journal keeps it pending for a rerun.
-                    gone = exc.status_code in (404, 410)
-                    await self._fail(item, exc, RecordState.FAILED if gone else None)
-                    return
-                generation = None
-            except (APIConnectionError, InternalServerError):
-                generation = None
-            if generation is not None and not generation.is_pending:
-                self._forget_pending(item)
-                await self._finish(item, generation)
+            with item.scope:
+                generation = await submit(
+                    self.client,
+                    ROUTES["generate"],
+                    body,
+                    state=state,
+                    limiters=self.limiters,
+                    on_sent=leaving,
+                )
+                await self._accepted(item, state, generation)
                 return
-            now = anyio.current_time()
-            if now + self._interval > item.deadline:
-                self._forget_pending(item)
-                # Left as pending in the journal: a rerun picks the polling up again.
-                self._release(item)
-                error = GenerationTimeoutError(item.generation_request_id, now - item.started)
-                self._emit(self._outcome(item, error=error))
-                return
-            # Keep the cadence of the first poll rather than drifting by each poll's latency.
-            self._schedule_poll(item, max(item.due + self._interval, now))
+            # Cancelled by `request_stop` before it left: never sent, nothing to record.
+        except SendAborted:
+            pass
+        except SubmissionUncertainError as error:
+            self.stats.uncertain += 1
+            await self._failed(item, state, error, RecordState.UNKNOWN)
+        except JournalError as error:
+            self._journal_broke(error)
+            await self._failed(item, state, error, None)
+        except GettyAIError as error:
+            if journal is not None and state.first_sent_at is not None:
+                if isinstance(error, RateLimitError):
+                    # The account was busy: a rerun submits it as if never sent.
+                    await journal.forget(item.key)
+                    await self._failed(item, state, error, None)
+                else:
+                    await self._failed(item, state, error, RecordState.FAILED)
+            else:
+                await self._failed(item, state, error, None)
         finally:
-            self._inflight -= 1
+            self.stats.rate_limited += state.rate_limited
+            answered()
+            self._submitting.discard(item)
             self._notify()
 
-    def _forget_pending(self, item: _Item) -> None:
-        self._pending.discard(item)
-        self.stats.pending = len(self._pending)
-
-    # ----------------------------------------------------------------- shutdown
-
-    def _shutdown(self) -> None:
-        if self._closed:
+    async def _accepted(self, item: _Item, state: SubmitState, generation: Generation) -> None:
+        item.attempts = state.attempts
+        item.submitted_at = state.first_sent_at
+        if state.adopted:
+            self.stats.adopted += 1
+        generation_request_id = generation.generation_request_id
+        if not generation.is_pending:
+            for limiter, lease in state.leases:
+                await limiter.release(lease, finished=True)
+            await self._write(item, RecordState.DONE, result=generation.model_dump(mode="json"))
+            self._emit(item, generation)
             return
-        self._closed = True
-        for item in (*self._pending, *self._submitting, *self._retries):
-            self._release(item)
-        if self._held is not None:
-            self._release(self._held)
-        self._pending.clear()
-        self._schedule.clear()
-        for limiter in self._limiters:
-            limiter.unsubscribe(self._slot_released)
-        if self._journal is not None:
-            self._journal.close()
+        # Tracked before the journal write, so the leases go back whatever happens next.
+        self.client._poller.track(generation_request_id, state.leases)
+        if not self._stopping:
+            self._subscribe(item, generation_request_id)
+        await self._write(item, RecordState.PENDING, generation_request_id=generation_request_id)
+
+    async def _failed(
+        self, item: _Item, state: SubmitState, error: GettyAIError, record: RecordState | None
+    ) -> None:
+        item.attempts = state.attempts
+        item.submitted_at = state.first_sent_at
+        if record is not None:
+            await self._write(item, record, error=_error_record(error))
+        self._emit(item, error)
+
+    async def _write(self, item: _Item, state: RecordState, **fields: Any) -> None:
+        """Journal a step; if the journal fails, say so on the outcome and stop submitting."""
+        if self.journal is None:
+            return
+        try:
+            await self.journal.update(item.key, state, **fields)
+        except JournalError as error:
+            log.error("journal write failed for input %s: %s", item.key, error)
+            item.note = f"not recorded in the journal: {error}"
+            self._journal_broke(error)
+
+    def _journal_broke(self, error: JournalError) -> None:
+        if self._journal_failed is None:
+            self._journal_failed = error
+            self._feed_scope.cancel()
+
+    # -------------------------------------------------------- results arriving
+
+    def _subscribe(self, item: _Item, generation_request_id: str) -> None:
+        self.stats.pending += 1
+        handle = self.client._poller.subscribe(
+            generation_request_id,
+            lambda result: self._on_result(item, result),
+            timeout=self.timeout,
+            interval=self.interval,
+        )
+        item.subscription = (generation_request_id, handle)
+        self._watching.add(item)
+
+    def _unsubscribe(self, item: _Item) -> None:
+        if item.subscription is not None:
+            self.client._poller.unsubscribe(*item.subscription)
+            item.subscription = None
+
+    def _on_result(self, item: _Item, result: Generation | BaseException) -> None:
+        item.subscription = None
+        self._watching.discard(item)
+        self.stats.pending -= 1
+        self._arrivals.append((item, result))
+        self._arrived.set()
+
+    def _emit(
+        self,
+        item: _Item,
+        result: Generation | BaseException,
+        *,
+        replayed: bool = False,
+    ) -> None:
+        outcome = GenerationOutcome(
+            index=item.index,
+            key=item.key,
+            request=item.request,
+            generation=result if isinstance(result, Generation) else None,
+            error=result if isinstance(result, BaseException) else None,
+            attempts=item.attempts,
+            submitted_at=item.submitted_at,
+            replayed=replayed,
+            note=item.note,
+        )
+        self._arrivals.append((item, outcome))
+        self._arrived.set()
+
+    async def _record(self) -> None:
+        """Journal each result as it arrives and hand it to the consumer, in order."""
+        while True:
+            while not self._arrivals:
+                self._arrived = anyio.Event()
+                await self._arrived.wait()
+            item, arrival = self._arrivals.popleft()
+            if not isinstance(arrival, GenerationOutcome):
+                await self._record_result(item, arrival)
+                continue
+            stats = self.stats
+            if arrival.error is not None:
+                stats.failed += 1
+            else:
+                stats.done += 1
+                if arrival.generation is not None and not arrival.generation.images:
+                    stats.blocked += 1
+            await self._send.send(arrival)
+
+    async def _record_result(self, item: _Item, result: Generation | BaseException) -> None:
+        if isinstance(result, Generation):
+            await self._write(item, RecordState.DONE, result=result.model_dump(mode="json"))
+        elif isinstance(result, APIStatusError) and result.status_code in (404, 410):
+            # Gone is final. Anything else (a timeout, 401, a malformed reply) may pass,
+            # and the generation is paid for: the journal keeps it pending for a rerun.
+            await self._write(item, RecordState.FAILED, error=_error_record(result))
+        self._emit(item, result)

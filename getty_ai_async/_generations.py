@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import anyio
 
-from ._fanout import GenerationRun
-from ._limiter import Slot
 from ._models import (
     AspectRatio,
     BackgroundGenerationRequest,
@@ -29,13 +26,15 @@ from ._models import (
     VariationRequest,
     _Request,
 )
-from ._resource import AsyncResource, build, poll_until_ready
+from ._poller import parse_generation
+from ._resource import AsyncResource, build, check_positive
 from ._routes import ROUTES, Route, validate_id, validate_index
-from ._transport import retry_after_seconds
-from .errors import GettyAIError, GoneError, NotFoundError, RateLimitError, ValidationError
+from ._submission import SubmitState
+from ._submission import submit as submit_generation
+from .errors import ValidationError
 
 if TYPE_CHECKING:
-    from ._client import AsyncGettyAI
+    pass
 
 __all__ = ["Generations", "InfluenceOptions", "SubmitOptions"]
 
@@ -93,15 +92,6 @@ def _reference(
 class Generations(AsyncResource):
     """Text-to-image generation, edits (refine, extend, variations, ...) and polling."""
 
-    def __init__(self, client: AsyncGettyAI) -> None:
-        super().__init__(client)
-        self._ended = anyio.Event()
-
-    def _generation_ended(self) -> None:
-        """A poll saw one of this client's generations end: the account has room again."""
-        self._ended.set()
-        self._ended = anyio.Event()
-
     async def create(
         self,
         prompt: str | GenerationRequest,
@@ -143,21 +133,11 @@ class Generations(AsyncResource):
     async def get(self, generation_request_id: str) -> Generation:
         """One GET of a generation; check `is_pending` on the result."""
         validate_id("generation_request_id", generation_request_id)
-        limiter = self._client._limiter
-        try:
-            response = await self._transport.request(
-                ROUTES["get_generation"],
-                path_params={"generation_request_id": generation_request_id},
-            )
-        except (NotFoundError, GoneError):
-            limiter.finished(generation_request_id)
-            self._generation_ended()
-            raise
-        generation = Generation.from_response(response.json(), pending=response.status_code == 202)
-        if not generation.is_pending:
-            limiter.finished(generation_request_id)
-            self._generation_ended()
-        return generation
+        response = await self._transport.request(
+            ROUTES["get_generation"],
+            path_params={"generation_request_id": generation_request_id},
+        )
+        return parse_generation(response)
 
     async def wait(
         self,
@@ -166,9 +146,21 @@ class Generations(AsyncResource):
         timeout: float | None = None,
         poll_interval: float | None = None,
     ) -> Generation:
-        """Poll until the generation is ready; `GenerationTimeoutError` after `timeout` seconds."""
+        """Poll until the generation is ready; `GenerationTimeoutError` after `timeout` seconds.
+
+        The id joins the client's poller (polled once right away, then every interval)
+        and is polled along with every other pending generation of this client.
+        """
         validate_id("generation_request_id", generation_request_id)
-        return await self._poll(generation_request_id, timeout, poll_interval, immediate=True)
+        client = self._client
+        return await client._poller.wait(
+            generation_request_id,
+            timeout=client.wait_timeout if timeout is None else check_positive("timeout", timeout),
+            interval=client.poll_interval
+            if poll_interval is None
+            else check_positive("poll_interval", poll_interval),
+            immediate=True,
+        )
 
     async def as_completed(
         self,
@@ -180,20 +172,42 @@ class Generations(AsyncResource):
         """Poll many pending generations and yield each one as soon as it is ready.
 
         Polls are spread over the interval rather than sent in bursts. The first error
-        (unknown id, expired, polling deadline) is raised after stopping the rest.
+        (unknown id, expired, polling deadline) is raised; the others stop being waited
+        for (the client's poller still returns their leases when they finish).
         """
-        run = GenerationRun(
-            self._client,
-            generation_request_ids,
-            return_exceptions=False,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            _resume_ids=True,
+        client = self._client
+        ids = [validate_id("generation_request_id", value) for value in generation_request_ids]
+        wait_timeout = (
+            client.wait_timeout if timeout is None else check_positive("timeout", timeout)
         )
-        async with run:
-            async for outcome in run:
-                assert outcome.generation is not None
-                yield outcome.generation
+        interval = (
+            client.poll_interval
+            if poll_interval is None
+            else check_positive("poll_interval", poll_interval)
+        )
+        poller = client._poller
+        send, receive = anyio.create_memory_object_stream[Generation | BaseException](len(ids))
+        handles = []
+        try:
+            for generation_request_id in ids:
+                handle = poller.subscribe(
+                    generation_request_id,
+                    send.send_nowait,
+                    timeout=wait_timeout,
+                    interval=interval,
+                    poll_now=True,
+                )
+                handles.append((generation_request_id, handle))
+            for _ in ids:
+                result = await receive.receive()
+                if isinstance(result, BaseException):
+                    raise result
+                yield result
+        finally:
+            for generation_request_id, handle in handles:
+                poller.unsubscribe(generation_request_id, handle)
+            send.close()
+            receive.close()
 
     async def variations(
         self, generation_request_id: str, index: int, **options: Unpack[SubmitOptions]
@@ -391,95 +405,29 @@ class Generations(AsyncResource):
     ) -> Generation:
         """POST a generation-creating request under the pending cap, then wait if asked.
 
-        The slot is taken before the POST and held until the generation ends; with
-        ``wait=False`` it stays parked until a `get`/`wait` sees the generation finish.
+        The lease taken before the POST belongs to the generation: the client's poller
+        returns it when the service reports the generation finished, even when this
+        call returned early (``wait=False``), timed out or was cancelled.
         """
-        limiter = self._client._limiter
-        policy = self._transport.policy
-        body = request.to_body()
-        started = anyio.current_time()
-        rate_limited = 0
-        while True:
-            slot = await self._acquire_slot()
-            try:
-                # Taken before the POST, so that a generation ending meanwhile is not missed.
-                ended = self._ended
-                try:
-                    response = await self._transport.request(
-                        route, path_params=path_params, json=body, retry_rate_limits=False
-                    )
-                except RateLimitError as exc:
-                    limiter.rate_limited(slot)
-                    delay = retry_after_seconds(exc.response, policy.max_retry_after)
-                    # Without Retry-After the account's pending cap is full. While other
-                    # generations of this client are pending at the service, their ends
-                    # will make room: waiting for that is not a failed attempt, and only
-                    # max_retry_time bounds it.
-                    if delay is not None or limiter.accepted_count == 0:
-                        rate_limited += 1
-                    elapsed = anyio.current_time() - started
-                    if rate_limited > policy.max_retries or elapsed > policy.max_retry_time:
-                        raise
-                else:
-                    limiter.accepted(slot)
-                    generation = Generation.from_response(
-                        response.json(), pending=response.status_code == 202
-                    )
-                    if not generation.is_pending:
-                        limiter.succeeded()
-                        return generation
-                    if not wait:
-                        limiter.park(slot, generation.generation_request_id)
-                        return generation
-                    finished = await self._poll(generation.generation_request_id, timeout, None)
-                    limiter.succeeded()
-                    return finished
-            finally:
-                if not slot.parked:
-                    limiter.release(slot)
-            if delay is None:
-                # Out of the slot: a 429 without Retry-After usually means the account's
-                # pending cap is full, so retry when one of our generations ends. Not on
-                # any slot release: a 429'd attempt releases its slot too, and waking on
-                # that turned each 429 into an instant retry that 429'd again, using up
-                # max_retries in a few milliseconds.
-                with anyio.move_on_after(policy.rate_limit_wait):
-                    await ended.wait()
-            else:
-                await anyio.sleep(delay)
-
-    async def _acquire_slot(self) -> Slot:
-        """A pending slot; if generations parked by ``wait=False`` fill the cap, check them.
-
-        Nobody may poll those before this call returns (submit a batch with
-        ``wait=False``, then wait for all of it), so rather than block until their slots
-        time out, poll them in turn: a finished one gives its slot back.
-        """
-        limiter = self._client._limiter
-        while (parked := limiter.next_parked()) is not None:
-            slot = limiter.try_acquire()
-            if slot is not None:
-                return slot
-            with contextlib.suppress(GettyAIError):
-                await self.get(parked)
-            if limiter.is_parked(parked):
-                await anyio.sleep(self._client.poll_interval / max(1, limiter.parked_count))
-        return await limiter.acquire()
-
-    async def _poll(
-        self,
-        generation_request_id: str,
-        timeout: float | None,
-        poll_interval: float | None,
-        *,
-        immediate: bool = False,
-    ) -> Generation:
         client = self._client
-        return await poll_until_ready(
-            lambda: self.get(generation_request_id),
-            lambda generation: generation.is_pending,
-            generation_request_id=generation_request_id,
-            interval=client.poll_interval if poll_interval is None else poll_interval,
-            timeout=client.wait_timeout if timeout is None else timeout,
-            immediate=immediate,
+        state = SubmitState(label=f"{route.method} {route.name}")
+        generation = await submit_generation(
+            client,
+            route,
+            request.to_body(),
+            state=state,
+            limiters=[client.limiter],
+            path_params=path_params,
+        )
+        if not generation.is_pending:
+            for limiter, lease in state.leases:
+                await limiter.release(lease, finished=True)
+            return generation
+        client._poller.track(generation.generation_request_id, state.leases)
+        if not wait:
+            return generation
+        return await client._poller.wait(
+            generation.generation_request_id,
+            timeout=client.wait_timeout if timeout is None else check_positive("timeout", timeout),
+            interval=client.poll_interval,
         )

@@ -2,23 +2,33 @@
 
 Every state change is committed before the engine acts on it, so a crash at any point
 leaves enough on disk to resume without paying twice: a POST is marked ``submitting``
-before it is sent and ``pending`` (with the generation id) as soon as it returns.
+(with the time) as its bytes start leaving, and ``pending`` (with the generation id) as
+soon as the reply says it was accepted. One process owns the file for the run's
+lifetime (an OS lock on ``<file>.lock``): two runs on one journal would both pay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio.to_thread
 
-__all__ = ["Journal", "JournalRecord", "RecordState"]
+from .errors import JournalError, JournalLockedError
+
+__all__ = ["SCHEMA_VERSION", "Journal", "JournalRecord", "RecordState"]
+
+SCHEMA_VERSION = 2
+"""1: getty-ai-async 0.1.0 (no version stored); 2: adds the send time of a POST."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -30,19 +40,20 @@ CREATE TABLE IF NOT EXISTS outcomes (
     result TEXT,
     error TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    sent_at REAL
 )
 """
 
 
 class RecordState(StrEnum):
     SUBMITTING = "submitting"
-    """Marked before the POST: if still so on resume, the POST's fate is unknown."""
+    """The POST started leaving: if still so on resume, it is looked up in the history."""
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
     UNKNOWN = "unknown"
-    """The POST may have reached the service but no reply came: never resubmitted."""
+    """The POST may have created a generation the history does not show: not resubmitted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +66,48 @@ class JournalRecord:
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     attempts: int
+    sent_at: float | None
+    """Wall-clock time the last POST started leaving."""
+
+
+class _FileLock:
+    """An exclusive OS lock on a file next to the journal, holding the owner's pid."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def acquire(self, journal: Path) -> None:
+        file = self.path.open("a+", encoding="ascii")
+        try:
+            if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+                import msvcrt
+
+                file.seek(0)
+                msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            file.seek(0)
+            holder = file.read().strip()
+            file.close()
+            pid = int(holder) if holder.isdigit() else None
+            raise JournalLockedError(str(journal), pid) from None
+        file.seek(0)
+        file.truncate()
+        file.write(str(os.getpid()))
+        file.flush()
+        self._file = file
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.seek(0)
+                self._file.truncate()
+            self._file.close()  # closing drops the lock
+            self._file = None
 
 
 class Journal:
@@ -64,34 +117,67 @@ class Journal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._file_lock = _FileLock(self.path.with_name(self.path.name + ".lock"))
 
     async def open(self) -> None:
+        """Take the file's lock and open it; `JournalLockedError` if another run has it."""
         await anyio.to_thread.run_sync(self._open)
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        # WAL + NORMAL survives a process crash (the failure we guard against) and keeps
-        # commits cheap; only a power loss could drop the last transactions.
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file_lock.acquire(self.path)
+        except OSError as exc:
+            raise JournalError(str(self.path), exc.strerror or str(exc)) from None
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            self._file_lock.release()
+            raise JournalError(str(self.path), str(exc)) from None
+        try:
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            self._file_lock.release()
+            raise
         self._db = db
 
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    str(self.path),
+                    f"written by a newer getty-ai-async (schema {version}, this one reads "
+                    f"up to {SCHEMA_VERSION}); upgrade, or use another file",
+                )
+            # WAL + NORMAL survives a process crash (the failure we guard against) and
+            # keeps commits cheap; only a power loss could drop the last transactions.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(outcomes)")}
+            if columns and "sent_at" not in columns:
+                db.execute("ALTER TABLE outcomes ADD COLUMN sent_at REAL")  # 0.1.0's journal
+            db.execute(_SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(str(self.path), f"not a usable journal: {exc}") from None
+
     def close(self) -> None:
-        """Close the file (safe to call twice, and from synchronous code)."""
+        """Close the file and drop its lock (safe to call twice, and from synchronous code)."""
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+                self._file_lock.release()
 
     async def lookup(self, key: str) -> JournalRecord | None:
         return await anyio.to_thread.run_sync(self._lookup, key)
 
     def _lookup(self, key: str) -> JournalRecord | None:
         rows = self._run(
-            "SELECT key, idx, request, state, generation_request_id, result, error, attempts"
-            " FROM outcomes WHERE key = ?",
+            "SELECT key, idx, request, state, generation_request_id, result, error, attempts,"
+            " sent_at FROM outcomes WHERE key = ?",
             (key,),
         )
         if not rows:
@@ -106,20 +192,25 @@ class Journal:
             result=json.loads(row[5]) if row[5] else None,
             error=json.loads(row[6]) if row[6] else None,
             attempts=row[7],
+            sent_at=row[8],
         )
 
     async def submitting(
         self, key: str, index: int, request: dict[str, Any], attempts: int
     ) -> None:
+        """The POST for `key` starts leaving now."""
         await anyio.to_thread.run_sync(self._submitting, key, index, request, attempts)
 
     def _submitting(self, key: str, index: int, request: dict[str, Any], attempts: int) -> None:
+        now = time.time()
         self._run(
-            "INSERT INTO outcomes (key, idx, request, state, attempts, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT INTO outcomes (key, idx, request, state, attempts, updated, sent_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(key) DO UPDATE SET state = excluded.state,"
-            " attempts = excluded.attempts, updated = excluded.updated",
-            (key, index, json.dumps(request), RecordState.SUBMITTING, attempts, time.time()),
+            " attempts = excluded.attempts, updated = excluded.updated,"
+            " sent_at = excluded.sent_at",
+            (key, index, json.dumps(request), RecordState.SUBMITTING, attempts, now, now),
+            expect_rows=1,
         )
 
     async def update(
@@ -155,14 +246,29 @@ class Journal:
                 time.time(),
                 key,
             ),
+            expect_rows=1,
         )
 
     async def forget(self, key: str) -> None:
-        """Drop a record so its input is submitted again (only for runs that retry failures)."""
-        await anyio.to_thread.run_sync(self._run, "DELETE FROM outcomes WHERE key = ?", (key,))
+        """Drop a record so its input counts as never sent."""
+        await anyio.to_thread.run_sync(
+            lambda: self._run("DELETE FROM outcomes WHERE key = ?", (key,))
+        )
 
-    def _run(self, sql: str, parameters: tuple[Any, ...]) -> list[Any]:
+    def _run(
+        self, sql: str, parameters: tuple[Any, ...], *, expect_rows: int | None = None
+    ) -> list[Any]:
         with self._lock:
             if self._db is None:
-                raise RuntimeError(f"journal {self.path} is closed")
-            return self._db.execute(sql, parameters).fetchall()
+                raise JournalError(str(self.path), "closed")
+            try:
+                cursor = self._db.execute(sql, parameters)
+                rows = cursor.fetchall()
+            except sqlite3.Error as exc:
+                raise JournalError(str(self.path), str(exc)) from exc
+            if expect_rows is not None and cursor.rowcount != expect_rows:
+                raise JournalError(
+                    str(self.path),
+                    f"expected to change {expect_rows} row(s), changed {cursor.rowcount}",
+                )
+            return rows

@@ -1,229 +1,248 @@
-"""The pending-generation cap: fixed, or adaptive (AIMD) when the account's cap is unknown."""
+"""The in-process lease pool: a fixed cap, or ``"auto"`` that learns the account's cap."""
 
 from __future__ import annotations
 
-import inspect
 import math
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Sequence
 from typing import Literal
 
 import anyio
 
-__all__ = ["MaxPending", "PendingLimiter", "Slot"]
+from ._lease import Lease, LimiterStatistics
+
+__all__ = ["DEFAULT_LEASE_TTL", "MaxPending", "PendingLimiter"]
 
 MaxPending = int | Literal["auto"]
-Listener = Callable[["Slot"], None]
+
+DEFAULT_LEASE_TTL = 90.0
+"""A generation can stay pending about a minute; a lease outlives that unrefreshed."""
 
 _AUTO_START = 4
 _AUTO_CEILING = 512
-_PROBE_ROUNDS = 4
-_SLOW_START_EXIT = 0.7
-# A slot parked by `create(wait=False)` is given back after this long even if nobody
-# polls it: the service finishes generations within about a minute.
-_PARKED_TTL = 120.0
+# After a refusal, probe one above the ceiling only once this many generation-times (a
+# limit's worth of completions) passed without one; each probe that finds the same
+# ceiling again doubles the wait, up to the maximum, so a steady cap costs few 429s.
+_PROBE_AFTER = 2
+_PROBE_AFTER_MAX = 8
 
 
-class Slot:
-    """One unit of the pending cap; identity matters, the object is the borrower."""
+class _Waiter:
+    __slots__ = ("event", "lease")
 
-    __slots__ = ("accepted", "epoch", "parked", "released")
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.accepted = False
-        self.parked = False
-        self.released = False
-
-
-@dataclass(frozen=True, slots=True)
-class LimiterStatistics:
-    """A snapshot for progress displays."""
-
-    limit: int
-    in_use: int
-    waiting: int
-    parked: int
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.lease: Lease | None = None
 
 
 class PendingLimiter:
-    """Caps generations that are submitted and not yet finished.
+    """Leases on the pending cap, for one process (the default `AsyncGettyAI.limiter`).
 
-    A slot is taken before the POST and returned when the generation ends in any way.
-    With ``max_pending="auto"`` the limit starts low and grows by one per success until
-    the first 429 (slow start: it doubles every round), then by one every few rounds. A
-    429 on a submit sets it to the number of generations the service had accepted from
-    us and not yet seen finish (30% lower on leaving slow start), once per round: submits
-    already in flight when it shrank don't count again.
+    With an int, at most that many leases are out. With ``"auto"`` the limit starts at
+    4 and grows by one per finished generation until the first 429 of the pending cap;
+    such a 429 sets the ceiling to the generations of ours pending at that moment. A
+    429 with Retry-After (the request rate) never lowers it. After a stretch without
+    refusals it probes one above the ceiling, and once a probe succeeds it grows
+    quickly (doubling its steps) until the next refusal, so a cap raised mid-run is
+    found in a few generation-times.
     """
 
-    def __init__(self, max_pending: MaxPending, *, ceiling: int = _AUTO_CEILING) -> None:
+    def __init__(
+        self,
+        max_pending: MaxPending,
+        *,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        ceiling: int = _AUTO_CEILING,
+    ) -> None:
         self.adaptive = max_pending == "auto"
         if isinstance(max_pending, bool) or not (
             self.adaptive or (isinstance(max_pending, int) and max_pending >= 1)
         ):
             raise ValueError(f"max_pending must be a positive int or 'auto', got {max_pending!r}")
-        start = _AUTO_START if max_pending == "auto" else int(max_pending)
-        self._ceiling = max(ceiling, start)
-        self._limit = float(start)
-        self._threshold = float(self._ceiling)
-        self._epoch = 0
-        self._limiter = anyio.CapacityLimiter(start)
-        self._parked: dict[str, tuple[Slot, float]] = {}
-        self._listeners: list[Callable[[], Listener | None]] = []
-        self._accepted = 0
-        self.rate_limited_count = 0
+        if not lease_ttl > 0:
+            raise ValueError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
+        self._lease_ttl = lease_ttl
+        self._max = max(ceiling, _AUTO_START if self.adaptive else int(max_pending))
+        self._limit = _AUTO_START if self.adaptive else int(max_pending)
+        self._learned: int | None = None
+        self._clean = 0
+        self._step = 1
+        self._probe_after = _PROBE_AFTER
+        self._leases: set[Lease] = set()
+        self._bound = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._room: deque[anyio.Event] = deque()
+        self._next_expiry = math.inf
+        self._refused = 0
+        self._expired = 0
+
+    # ----------------------------------------------------------------- reading
+
+    @property
+    def lease_ttl(self) -> float:
+        return self._lease_ttl
 
     @property
     def limit(self) -> int:
-        """The current cap (changes over time in auto mode)."""
-        return int(self._limiter.total_tokens)
+        """The cap in force now (changes over time in auto mode)."""
+        return self._limit
 
     @property
     def in_use(self) -> int:
-        return int(self._limiter.borrowed_tokens)
+        return len(self._leases)
 
     @property
-    def accepted_count(self) -> int:
-        """Slots whose generation the service accepted and we have not seen end."""
-        return self._accepted
+    def bound_count(self) -> int:
+        """Leases whose generation the service accepted and has not reported finished."""
+        return self._bound
+
+    @property
+    def rate_limited_count(self) -> int:
+        """Submits refused with a 429 of the pending cap."""
+        return self._refused
 
     def statistics(self) -> LimiterStatistics:
-        stats = self._limiter.statistics()
         return LimiterStatistics(
-            limit=self.limit,
-            in_use=stats.borrowed_tokens,
-            waiting=stats.tasks_waiting,
-            parked=len(self._parked),
+            limit=self._limit,
+            in_use=len(self._leases),
+            bound=self._bound,
+            waiting=len(self._waiters),
+            refused=self._refused,
+            expired=self._expired,
         )
 
-    async def acquire(self) -> Slot:
-        """Wait for a free slot."""
-        while True:
-            self._expire_parked()
-            slot = Slot(self._epoch)
-            # Wake up when a parked slot times out: nobody else would release it.
-            with anyio.move_on_after(self.seconds_to_parked_expiry()):
-                await self._limiter.acquire_on_behalf_of(slot)
-                # The round is the one in force when the slot is granted, not when the
-                # wait began: a 429 on it must count even if the cap shrank meanwhile.
-                slot.epoch = self._epoch
-                return slot
+    # ------------------------------------------------------------------ leases
 
-    def try_acquire(self) -> Slot | None:
-        """A free slot now, or None."""
-        self._expire_parked()
-        slot = Slot(self._epoch)
+    async def acquire(self) -> Lease:
+        self._expire_due()
+        if not self._waiters and len(self._leases) < self._limit:
+            return self._take()
+        waiter = _Waiter()
+        self._waiters.append(waiter)
         try:
-            self._limiter.acquire_on_behalf_of_nowait(slot)
-        except anyio.WouldBlock:
-            return None
-        return slot
+            while waiter.lease is None:
+                # Wake up when a lease times out: nobody else would hand it back.
+                with anyio.move_on_after(self._seconds_to_expiry()):
+                    await waiter.event.wait()
+                self._expire_due()
+        except BaseException:
+            if waiter.lease is not None:
+                self._drop(waiter.lease)
+            else:
+                self._waiters.remove(waiter)
+            raise
+        return waiter.lease
 
-    def subscribe(self, callback: Listener) -> None:
-        """Call ``callback(slot)`` whenever a slot is released.
+    async def adopt(self, generation_request_id: str) -> Lease:
+        lease = self._take()
+        self._bind(lease, generation_request_id)
+        return lease
 
-        A bound method is held weakly, so an object that forgets to unsubscribe is
-        still freed; any other callable is held until `unsubscribe`.
-        """
-        if inspect.ismethod(callback):
-            self._listeners.append(weakref.WeakMethod(callback))
-        else:
-            self._listeners.append(lambda: callback)
+    async def bind(self, lease: Lease, generation_request_id: str) -> None:
+        if lease in self._leases and not lease.bound:
+            self._bind(lease, generation_request_id)
 
-    def unsubscribe(self, callback: Listener) -> None:
-        self._listeners = [ref for ref in self._listeners if ref() not in (None, callback)]
+    async def refused(self, lease: Lease, *, pending_cap: bool) -> None:
+        if pending_cap:
+            self._refused += 1
+            if self.adaptive:
+                # The service refused while it held the generations of ours it had
+                # accepted: the account's cap (what is left of it for us) is that many.
+                self._learn(max(1, self._bound))
+        self._drop(lease)
 
-    def release(self, slot: Slot) -> None:
-        """Give a slot back; releasing twice is harmless."""
-        if not slot.released:
-            slot.released = True
-            if slot.accepted:
-                self._accepted -= 1
-            self._limiter.release_on_behalf_of(slot)
-            for listener in list(self._listeners):
-                callback = listener()
-                if callback is not None:
-                    callback(slot)
-
-    def park(self, slot: Slot, generation_request_id: str) -> None:
-        """Keep `slot` busy after the call returns, until `finished(id)` or a timeout."""
-        slot.parked = True
-        self._parked[generation_request_id] = (slot, anyio.current_time() + _PARKED_TTL)
-
-    def next_parked(self) -> str | None:
-        """The parked generation to check next (round robin), or None if none is parked."""
-        for generation_request_id in self._parked:
-            self._parked[generation_request_id] = self._parked.pop(generation_request_id)
-            return generation_request_id
-        return None
-
-    def is_parked(self, generation_request_id: str) -> bool:
-        return generation_request_id in self._parked
-
-    @property
-    def parked_count(self) -> int:
-        return len(self._parked)
-
-    def seconds_to_parked_expiry(self) -> float:
-        """Until the first parked slot times out (infinity when none is parked)."""
-        if not self._parked:
-            return math.inf
-        first = min(expires for _, expires in self._parked.values())
-        return max(0.0, first - anyio.current_time())
-
-    def finished(self, generation_request_id: str) -> None:
-        """The generation ended (result, 404, 410): free its parked slot if any."""
-        parked = self._parked.pop(generation_request_id, None)
-        if parked is not None:
-            self.release(parked[0])
-
-    def accepted(self, slot: Slot) -> None:
-        """The service accepted the generation holding `slot` (its POST got 200/202)."""
-        if not slot.accepted and not slot.released:
-            slot.accepted = True
-            self._accepted += 1
-
-    def succeeded(self) -> None:
-        """A generation finished: in auto mode, grow the limit."""
-        if not self.adaptive:
+    async def release(self, lease: Lease, *, finished: bool) -> None:
+        if lease not in self._leases:
             return
-        # Past the first 429, probe one slot higher every few rounds only: each probe
-        # that finds the cap costs a 429.
-        slow_start = self._limit < self._threshold
-        step = 1.0 if slow_start else 1.0 / (self._limit * _PROBE_ROUNDS)
-        self._set_limit(self._limit + step)
+        was_bound = lease.bound
+        self._drop(lease)
+        if was_bound:
+            # One generation ended makes room for one refused submit, not for all of
+            # them: waking every one would send them into the same 429 again.
+            if self._room:
+                self._room.popleft().set()
+            if finished and self.adaptive:
+                self._grow()
 
-    def rate_limited(self, slot: Slot) -> None:
-        """A submit holding `slot` got 429: in auto mode, shrink once per round.
+    async def refresh(self, leases: Sequence[Lease]) -> None:
+        expires_at = anyio.current_time() + self._lease_ttl
+        for lease in leases:
+            lease.expires_at = expires_at
 
-        The service refused while it held the generations it had accepted from us and
-        we have not seen finish, so the account's cap (what is left of it for us) is at
-        most that many: go straight there. Submits still in flight don't count.
-        """
-        self.rate_limited_count += 1
-        if not self.adaptive or slot.epoch < self._epoch:
-            return
-        self._epoch += 1
-        estimate = float(min(self._accepted, self.in_use - 1))
-        if self._threshold >= self._ceiling:
-            # Leaving slow start: `accepted` still counts generations that finished
-            # during the burst but are not polled yet, so it overshoots; cut harder.
-            estimate = min(estimate, self._limit * _SLOW_START_EXIT)
-        self._threshold = max(1.0, estimate)
-        self._set_limit(self._threshold)
+    async def wait_for_room(self, timeout: float) -> None:
+        room = anyio.Event()
+        self._room.append(room)
+        try:
+            with anyio.move_on_after(timeout):
+                await room.wait()
+        finally:
+            if not room.is_set():
+                self._room.remove(room)
 
-    def _set_limit(self, value: float) -> None:
-        self._limit = min(max(value, 1.0), float(self._ceiling))
-        tokens = math.floor(self._limit)
-        if tokens != self._limiter.total_tokens:
-            self._limiter.total_tokens = tokens
+    # ---------------------------------------------------------------- internals
 
-    def _expire_parked(self) -> None:
-        if not self._parked:
-            return
+    def _take(self) -> Lease:
+        lease = Lease(anyio.current_time() + self._lease_ttl)
+        self._leases.add(lease)
+        self._next_expiry = min(self._next_expiry, lease.expires_at)
+        return lease
+
+    def _bind(self, lease: Lease, generation_request_id: str) -> None:
+        lease.generation_request_id = generation_request_id
+        self._bound += 1
+
+    def _drop(self, lease: Lease) -> None:
+        if lease in self._leases:
+            self._leases.discard(lease)
+            lease.released = True
+            if lease.bound:
+                self._bound -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiters and len(self._leases) < self._limit:
+            waiter = self._waiters.popleft()
+            waiter.lease = self._take()
+            waiter.event.set()
+
+    def _seconds_to_expiry(self) -> float:
+        return max(0.0, self._next_expiry - anyio.current_time())
+
+    def _expire_due(self) -> None:
         now = anyio.current_time()
-        for generation_request_id, (_, expires) in list(self._parked.items()):
-            if expires <= now:
-                self.finished(generation_request_id)
+        if now < self._next_expiry:
+            return
+        expired = [lease for lease in self._leases if lease.expires_at <= now]
+        self._expired += len(expired)
+        for lease in expired:
+            self._drop(lease)
+        self._next_expiry = min((lease.expires_at for lease in self._leases), default=math.inf)
+
+    def _set_limit(self, value: int) -> None:
+        self._limit = min(max(value, 1), self._max)
+        self._grant()
+
+    def _learn(self, ceiling: int) -> None:
+        if self._learned == ceiling:
+            self._probe_after = min(self._probe_after * 2, _PROBE_AFTER_MAX)
+        else:
+            self._probe_after = _PROBE_AFTER
+        self._learned = ceiling
+        self._clean = 0
+        self._step = 1
+        self._set_limit(ceiling)
+
+    def _grow(self) -> None:
+        if self._learned is None:
+            self._set_limit(self._limit + 1)  # slow start: doubles every generation-time
+            return
+        self._clean += 1
+        probing = self._limit > self._learned
+        if self._clean < self._limit * (0.5 if probing else self._probe_after):
+            return
+        # A generation-time without refusal: probe one above, or grow faster while
+        # the probes keep succeeding (the cap was raised).
+        self._clean = 0
+        self._set_limit(self._limit + self._step)
+        if probing:
+            self._step *= 2

@@ -8,7 +8,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +16,7 @@ import httpx
 import stamina
 
 from ._routes import Route
+from ._sending import OnSent, SendWatch, reports_sending
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -85,15 +86,15 @@ BeforeSend = Callable[[], Awaitable[None]]
 class _BeforeSend(httpx.Auth):
     """Wraps an auth flow so that `hooks` run before each request it sends.
 
-    They run after the wrapped flow has its token, right before the request goes on
-    the wire. The QPS budget is drawn here: drawing before `httpx.AsyncClient.send`
-    lets requests queue up behind a token fetch and then leave in one burst when it
-    arrives, and makes the token request itself wait behind them. The fan-out journal
-    marks a POST as sent here too, so that waiting for a token or a turn is never
-    mistaken for a POST whose fate is unknown. A 401 replay runs them again.
+    They run after the wrapped flow has its token, right before the request is handed
+    to the transport. The QPS budget is drawn here: drawing before
+    `httpx.AsyncClient.send` lets requests queue up behind a token fetch and then leave
+    in one burst when it arrives, and makes the token request itself wait behind them.
+    A transport that cannot report when a request leaves gets its "sent" mark here too
+    (see `_sending`). A 401 replay runs them again.
     """
 
-    def __init__(self, inner: httpx.Auth, hooks: list[BeforeSend]) -> None:
+    def __init__(self, inner: httpx.Auth, hooks: Sequence[BeforeSend]) -> None:
         self._inner = inner
         self._hooks = hooks
         self.requires_request_body = inner.requires_request_body
@@ -138,6 +139,7 @@ class Transport:
         self._base = str(base_url).rstrip("/")
         self.policy = policy
         self.budget = budget
+        self.reports_sending = reports_sending(http, base_url)
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path (paths are already percent-encoded)."""
@@ -153,13 +155,10 @@ class Transport:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         retry_rate_limits: bool = True,
-        before_send: BeforeSend | None = None,
     ) -> httpx.Response:
         """Send with retries; returns a 2xx response or raises a `GettyAIError`.
 
-        ``retry_rate_limits=False`` hands 429s to the caller at once: submits under the
-        pending limiter wait for a slot to free instead of sleeping on a retry.
-        `before_send` runs right before each attempt goes on the wire.
+        ``retry_rate_limits=False`` hands 429s to the caller at once.
         """
         url = self.url(route.path(**(path_params or {})))
         return await self.send_with_retries(
@@ -168,7 +167,6 @@ class Transport:
             ),
             idempotent=route.idempotent,
             retry_rate_limits=retry_rate_limits,
-            before_send=before_send,
         )
 
     async def send_with_retries(
@@ -178,7 +176,6 @@ class Transport:
         idempotent: bool,
         retry_rate_limits: bool = True,
         auth: httpx.Auth | None = None,
-        before_send: BeforeSend | None = None,
     ) -> httpx.Response:
         """Send the request `build` makes, retrying per the policy (see `_backoff`)."""
         policy = self.policy
@@ -193,9 +190,7 @@ class Transport:
         ):
             with attempt:
                 attempts += 1
-                return await self.send(
-                    build(), attempt=attempts, auth=auth, before_send=before_send
-                )
+                return await self.send(build(), attempt=attempts, auth=auth)
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def send(
@@ -204,11 +199,27 @@ class Transport:
         *,
         attempt: int = 1,
         auth: httpx.Auth | None = None,
-        before_send: BeforeSend | None = None,
+        on_sent: OnSent | None = None,
     ) -> httpx.Response:
-        """One attempt: draw from the budget, send, map transport errors and statuses."""
+        """One attempt: draw from the budget, send, map transport errors and statuses.
+
+        `on_sent` is awaited once, right before the request starts leaving (see
+        `_sending`); it may raise `SendAborted` to keep it from leaving.
+        """
         auth = auth or self.auth
-        hooks = [hook for hook in (self.budget and self.budget.acquire, before_send) if hook]
+        watch = SendWatch(on_sent)
+        # Without a callback, the kind of error is enough to tell (and costs nothing).
+        traced = on_sent is not None and self.reports_sending
+        if traced:
+            watch.install(request)
+        hooks = [
+            hook
+            for hook in (
+                self.budget and self.budget.acquire,
+                watch.fire if on_sent is not None and not traced else None,
+            )
+            if hook
+        ]
         if hooks:
             auth = _BeforeSend(auth, hooks)
         started = time.perf_counter()
@@ -226,7 +237,7 @@ class Transport:
                 may_have_been_sent=False,
             ) from exc
         except httpx.TransportError as exc:
-            sent = not isinstance(exc, _NOT_SENT)
+            sent = watch.sent if traced else not isinstance(exc, _NOT_SENT)
             log.debug(
                 "%s %s -> %s (attempt %d, %.3fs, may have been sent: %s)",
                 request.method,

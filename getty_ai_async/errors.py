@@ -7,6 +7,9 @@ The hierarchy::
     ├── GenerationTimeoutError     polling deadline passed; carries the id to resume with
     ├── SubmissionUncertainError   a POST may have created a generation, but no reply came
     ├── RecordedError              a failure replayed from a fan-out journal
+    ├── JournalError               a fan-out journal could not be opened or written
+    │   └── JournalLockedError     another process runs on the same journal
+    ├── MalformedResponseError     a 2xx reply that is not what the API documents
     ├── APIConnectionError         no usable reply (connect, read, protocol errors)
     │   └── APITimeoutError
     └── APIStatusError             the service answered 4xx/5xx
@@ -37,6 +40,9 @@ __all__ = [
     "GettyAIError",
     "GoneError",
     "InternalServerError",
+    "JournalError",
+    "JournalLockedError",
+    "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -84,11 +90,15 @@ class SubmissionUncertainError(GettyAIError):
     ``client.history`` before submitting the input again.
     """
 
-    def __init__(self, key: str, cause: str) -> None:
-        super().__init__(
-            f"input {key!r}: submission fate unknown ({cause}); check history before resubmitting"
+    def __init__(self, key: str, cause: str, *, history_checked: bool = False) -> None:
+        checked = (
+            "; generation history shows no match yet"
+            if history_checked
+            else "; check history before resubmitting"
         )
+        super().__init__(f"input {key!r}: submission fate unknown ({cause}){checked}")
         self.key = key
+        self.history_checked = history_checked
 
 
 class RecordedError(GettyAIError):
@@ -201,3 +211,36 @@ def make_status_error(response: httpx.Response) -> APIStatusError:
     if cls is None:
         cls = InternalServerError if response.status_code >= 500 else APIStatusError
     return cls(message, response=response, body=body)
+
+
+class MalformedResponseError(GettyAIError):
+    """A reply the API documents otherwise (not JSON, fields missing or of the wrong type)."""
+
+    def __init__(self, response: httpx.Response, problem: str) -> None:
+        excerpt = response.text[:200]
+        super().__init__(
+            f"{response.status_code} reply to {response.request.method} "
+            f"{response.request.url.path} is malformed ({problem}): {excerpt!r}"
+        )
+        self.status_code = response.status_code
+        self.request_id = next(
+            (response.headers[h] for h in REQUEST_ID_HEADERS if h in response.headers), None
+        )
+        self.excerpt = excerpt
+
+
+class JournalError(GettyAIError):
+    """A fan-out journal could not be opened, read or written."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"journal {path}: {message}")
+        self.path = path
+
+
+class JournalLockedError(JournalError):
+    """Another process (or run) has the journal open: two runs on one file would both pay."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(path, f"in use by {holder}; wait for it to finish or use another file")
+        self.pid = pid

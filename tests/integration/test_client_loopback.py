@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from getty_ai_async import AsyncGettyAI, GenerationOutcome, RetryPolicy, errors
@@ -118,7 +119,7 @@ async def test_generate_save_and_generate_many_over_loopback(
     await assert_stopped(base_url, token_url, fast_retries)
 
 
-async def test_drop_after_processing_over_a_socket_is_reported_not_replayed(
+async def test_drop_after_processing_over_a_socket_is_adopted_from_history_not_replayed(
     fast_retries: RetryPolicy,
 ) -> None:
     faults = FaultConfig(route_drop_rates={"generate": 1.0}, drop_after_processing=True)
@@ -127,23 +128,40 @@ async def test_drop_after_processing_over_a_socket_is_reported_not_replayed(
     # run_in_thread: uvicorn on its own thread and event loop, stopped when the block ends.
     with run_in_thread(sandbox, port=0) as server:
         async with client_for(server.base_url, server.token_url, fast_retries) as client:
-            with pytest.raises(errors.APIConnectionError) as caught:
-                await client.generate("a costly fox")
+            generation = await client.generate("a costly fox")
             submissions = sandbox.stats.submissions
             attempted = sandbox.stats.submissions_attempted
             in_use = client.limiter.in_use
 
-            sandbox.faults.route_drop_rates.clear()
-            items = [item async for item in client.history.list()]
-            found = await client.generations.wait(items[0].generation_request_id)
-
-    assert caught.value.may_have_been_sent
-    assert caught.value.method == "POST"
+    # The reply was lost after the service acted: the generation was found in the
+    # history (no second POST, no second charge) and waited for like any other.
     assert (submissions, attempted) == (1, 1), "created once, sent once: no silent replay"
+    assert len(generation.images) == 4
     assert in_use == 0
-    assert [item.prompt for item in items] == ["a costly fox"]
-    assert len(found.images) == 4
-    assert sandbox.stats.submissions == 1
+    await assert_stopped(server.base_url, server.token_url, fast_retries)
+
+
+async def test_drop_before_processing_over_a_socket_is_uncertain_after_a_history_check(
+    fast_retries: RetryPolicy,
+) -> None:
+    faults = FaultConfig(route_drop_rates={"generate": 1.0}, drop_after_processing=False)
+    sandbox = Sandbox(seed=5, pending_seconds=1, time_scale=0.01, faults=faults)
+
+    with run_in_thread(sandbox, port=0) as server:
+        async with client_for(
+            server.base_url, server.token_url, fast_retries, history_grace=0.01
+        ) as client:
+            with pytest.raises(errors.SubmissionUncertainError) as caught:
+                await client.generate("a costly fox")
+            in_use = client.limiter.in_use
+
+    assert caught.value.history_checked
+    cause = caught.value.__cause__
+    assert isinstance(cause, errors.APIConnectionError)
+    assert cause.may_have_been_sent, "its bytes left: only the history can tell"
+    assert sandbox.stats.submissions_attempted == 1
+    assert sandbox.stats.submissions == 0
+    assert in_use == 0
     await assert_stopped(server.base_url, server.token_url, fast_retries)
 
 
@@ -158,16 +176,28 @@ async def test_read_timeout_on_a_generation_post_is_not_replayed(
 
     async with served(sandbox) as base_url:
         token_url = f"{base_url}/oauth2/token"
-        async with client_for(base_url, token_url, fast_retries, timeout=0.05) as client:
+        async with client_for(
+            base_url, token_url, fast_retries, timeout=0.05, history_grace=1.0
+        ) as client:
             await client.history.page()  # the token fetched and a connection open
-            sandbox.faults.slow = True
-            with pytest.raises(errors.APITimeoutError) as caught:
-                await client.generate("a fox in no hurry")
-            sandbox.faults.slow = False
+
+            async def slow_for_the_post_only() -> None:
+                sandbox.faults.slow = True
+                while not sandbox.stats.submissions_attempted:  # noqa: ASYNC110 - no event
+                    await anyio.sleep(0.001)
+                sandbox.faults.slow = False
+
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(slow_for_the_post_only)
+                    await anyio.lowlevel.checkpoint()
+                    generation = await client.generations.create("a fox in no hurry", wait=False)
             items = [item async for item in client.history.list()]
+            await client.generations.wait(generation.generation_request_id)
             in_use = client.limiter.in_use
 
-    assert caught.value.may_have_been_sent
+    # The reply never came in time: the generation was found in the history instead.
+    assert generation.generation_request_id == items[0].generation_request_id
     assert sandbox.stats.submissions_attempted == 1
     assert sandbox.stats.submissions == 1
     assert [item.prompt for item in items] == ["a fox in no hurry"]

@@ -99,4 +99,13 @@ def client_options(**overrides: Any) -> dict[str, Any]:
         "poll_interval": 0.001,
         "wait_timeout": 2.0,
         "retry_policy": FAST,
+        "history_grace": 0.0,
     } | overrides
+
+
+HISTORY_PATH = "/v3/ai/generation-history"
+
+
+def history_of(*items: dict[str, Any]) -> dict[str, Any]:
+    """A history page holding `items` (what a reconciliation looks through)."""
+    return {"generations": list(items), "result_count": len(items)}

@@ -8,7 +8,7 @@ import respx
 
 from getty_ai_async import errors
 
-from ._helpers import GEN_ID, NO_RETRY, ClientFactory, url
+from ._helpers import GEN_ID, HISTORY_PATH, NO_RETRY, ClientFactory, history_of, url
 
 GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
 
@@ -67,10 +67,21 @@ async def test_status_maps_to_error_on_a_generation_post(
     router.post(url("/v3/ai/image-generations")).respond(
         status, json={"message": "nope"}, headers={"X-Request-ID": "req-9"}
     )
-    with pytest.raises(error_class) as caught:
+    history = router.get(url(HISTORY_PATH)).respond(200, json=history_of())
+    maybe_created = status in (500, 502, 504)
+    raised: type[errors.GettyAIError] = (
+        errors.SubmissionUncertainError if maybe_created else error_class
+    )
+    with pytest.raises(raised) as caught:
         await client.generations.create("a prompt")
-    assert caught.value.status_code == status
-    assert caught.value.request_id == "req-9"
+    # A status after which the service may have created the generation is looked up
+    # in the history before it is reported; the status error is the cause.
+    error = caught.value.__cause__ if maybe_created else caught.value
+    assert type(error) is error_class
+    assert isinstance(error, errors.APIStatusError)
+    assert error.status_code == status
+    assert error.request_id == "req-9"
+    assert history.called is maybe_created
     assert client.limiter.in_use == 0
 
 

@@ -1,6 +1,12 @@
-"""The pending-generation cap: slots come back after every kind of ending."""
+"""The pending-generation cap: a lease belongs to a generation at the service.
+
+It comes back at once when a POST created nothing, and when the service reports the
+generation finished otherwise, whoever is still waiting (the client's poller watches).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import anyio
 import httpx
@@ -9,7 +15,7 @@ import respx
 
 from getty_ai_async import AsyncGettyAI, errors
 
-from ._helpers import GEN_ID, ClientFactory, finished, pending, url
+from ._helpers import GEN_ID, HISTORY_PATH, ClientFactory, finished, history_of, pending, url
 
 POST_PATH = "/v3/ai/image-generations"
 GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
@@ -25,28 +31,39 @@ async def test_slot_returned_after_400(client: AsyncGettyAI, router: respx.MockR
 async def test_slot_returned_after_429_retries_exhausted(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
-    router.post(url(POST_PATH)).respond(429, headers={"Retry-After": "0"})
+    router.post(url(POST_PATH)).respond(429)
     with pytest.raises(errors.RateLimitError):
         await client.generations.create("fox")
     assert client.limiter.in_use == 0
     assert client.limiter.rate_limited_count >= 1
 
 
-async def test_slot_returned_after_polling_timeout(
+async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Wait (on the event loop, without sleeping blindly) until `predicate` holds."""
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - a state of the limiter, no event to wait on
+            await anyio.sleep(0.001)
+
+
+async def test_lease_outlives_a_polling_timeout_until_the_generation_ends(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
     router.post(url(POST_PATH)).respond(202, json=pending())
-    router.get(url(GET_PATH)).respond(202, json=pending())
+    poll = router.get(url(GET_PATH)).respond(202, json=pending())
     with pytest.raises(errors.GenerationTimeoutError):
         await client.generations.create("fox", timeout=0.02)
-    assert client.limiter.in_use == 0
+    # The service still has it pending: it still takes room in the account's cap.
+    assert client.limiter.in_use == 1
+    poll.respond(200, json=finished())
+    await until(lambda: client.limiter.in_use == 0)
 
 
 async def test_slot_returned_after_connection_error(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
     router.post(url(POST_PATH)).mock(side_effect=httpx.ReadTimeout("slow"))
-    with pytest.raises(errors.APITimeoutError):
+    router.get(url(HISTORY_PATH)).respond(200, json=history_of())
+    with pytest.raises(errors.SubmissionUncertainError):
         await client.generations.create("fox")
     assert client.limiter.in_use == 0
 
@@ -75,7 +92,7 @@ async def test_slot_returned_when_cancelled_during_post(
     assert client.limiter.in_use == 0
 
 
-async def test_slot_returned_when_cancelled_during_polling(
+async def test_lease_outlives_a_cancelled_wait_until_the_generation_ends(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
     router.post(url(POST_PATH)).respond(202, json=pending())
@@ -84,7 +101,9 @@ async def test_slot_returned_when_cancelled_during_polling(
         await client.generations.create("fox")
     assert scope.cancelled_caught
     assert poll.call_count >= 1
-    assert client.limiter.in_use == 0
+    assert client.limiter.in_use == 1
+    poll.respond(200, json=finished())
+    await until(lambda: client.limiter.in_use == 0)
 
 
 async def test_slot_held_while_waiting(client: AsyncGettyAI, router: respx.MockRouter) -> None:
@@ -115,31 +134,27 @@ async def test_slot_held_while_waiting(client: AsyncGettyAI, router: respx.MockR
     ],
     ids=["200", "404", "410"],
 )
-async def test_wait_false_parks_slot_until_get_sees_the_end(
-    client: AsyncGettyAI,
+async def test_wait_false_lease_returns_when_the_poller_sees_the_end(
     router: respx.MockRouter,
+    make_client: ClientFactory,
     final: respx.MockResponse,
     error_class: type[Exception] | None,
 ) -> None:
+    client = make_client(not_found_grace=0)
     router.post(url(POST_PATH)).respond(202, json=pending())
-    router.get(url(GET_PATH)).mock(side_effect=[respx.MockResponse(202, json=pending()), final])
+    poll = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(202, json=pending()), final]
+    )
 
     generation = await client.generations.create("fox", wait=False)
     assert generation.is_pending
     assert client.limiter.in_use == 1
-    assert client.limiter.statistics().parked == 1
+    assert client.limiter.statistics().bound == 1
 
-    still = await client.generations.get(GEN_ID)
-    assert still.is_pending
-    assert client.limiter.in_use == 1
-
-    if error_class is None:
-        await client.generations.get(GEN_ID)
-    else:
-        with pytest.raises(error_class):
-            await client.generations.get(GEN_ID)
-    assert client.limiter.in_use == 0
-    assert client.limiter.statistics().parked == 0
+    # Nobody waits for it, yet the client's poller follows it to its end.
+    await until(lambda: client.limiter.in_use == 0)
+    assert poll.call_count == 2
+    assert client.limiter.statistics().bound == 0
 
 
 async def test_wait_false_slot_freed_by_wait(
@@ -181,7 +196,7 @@ async def test_parked_slot_counts_against_the_cap(
     assert scope.cancelled_caught  # blocked on the cap: the first is still pending
     assert post.call_count == 1
     assert client.limiter.in_use == 1
-    # While blocked, it checked the parked generation itself rather than wait blindly.
+    # Meanwhile the client's poller kept checking the first one.
     assert poll.call_count >= 1
 
     poll.respond(200, json=finished())  # the first finishes: the waiting submit sees it

@@ -13,7 +13,7 @@ import respx
 from getty_ai_async import RetryPolicy, errors
 from getty_ai_async._transport import retry_after_seconds
 
-from ._helpers import FAST, GEN_ID, ClientFactory, finished, url
+from ._helpers import FAST, GEN_ID, HISTORY_PATH, ClientFactory, finished, history_of, url
 
 GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
 POST_PATH = "/v3/ai/image-generations"
@@ -235,15 +235,37 @@ async def test_maybe_sent_generation_post_is_not_replayed(
     error_class: type[errors.APIConnectionError],
 ) -> None:
     route = router.post(url(POST_PATH)).mock(side_effect=[error, ok()])
+    history = router.get(url(HISTORY_PATH)).respond(200, json=history_of())
     client = make_client()
 
-    with pytest.raises(errors.APIConnectionError) as caught:
+    with pytest.raises(errors.SubmissionUncertainError) as caught:
         await client.generations.create("an expensive fox")
 
-    assert type(caught.value) is error_class
-    assert caught.value.may_have_been_sent is True
-    assert caught.value.method == "POST"
-    assert caught.value.url == url(POST_PATH)
+    assert caught.value.history_checked
+    cause = caught.value.__cause__
+    assert isinstance(cause, errors.APIConnectionError)
+    assert type(cause) is error_class
+    assert cause.may_have_been_sent is True
+    assert cause.method == "POST"
+    assert cause.url == url(POST_PATH)
+    assert route.call_count == 1
+    assert history.called
+    assert client.limiter.in_use == 0
+
+
+async def test_lost_reply_is_adopted_from_history_without_a_second_post(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=httpx.ReadTimeout("lost"))
+    other = {"generation_request_id": "someone-else", "prompt": "a red fox"}
+    ours = {"generation_request_id": GEN_ID, "prompt": "an expensive fox"}
+    router.get(url(HISTORY_PATH)).respond(200, json=history_of(other, ours))
+    router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+
+    generation = await client.generations.create("an expensive fox")
+
+    assert generation.generation_request_id == GEN_ID
     assert route.call_count == 1
     assert client.limiter.in_use == 0
 
@@ -292,9 +314,11 @@ async def test_504_on_post_is_not_retried(
     router: respx.MockRouter, make_client: ClientFactory
 ) -> None:
     route = router.post(url(POST_PATH)).mock(side_effect=[respx.MockResponse(504), ok()])
-    with pytest.raises(errors.InternalServerError) as caught:
+    router.get(url(HISTORY_PATH)).respond(200, json=history_of())
+    with pytest.raises(errors.SubmissionUncertainError) as caught:
         await make_client().generations.create("fox")
-    assert caught.value.status_code == 504
+    assert isinstance(caught.value.__cause__, errors.InternalServerError)
+    assert caught.value.__cause__.status_code == 504
     assert route.call_count == 1
 
 
@@ -313,9 +337,24 @@ async def test_504_on_get_is_retried(router: respx.MockRouter, make_client: Clie
     assert route.call_count == 2
 
 
-async def test_500_on_generation_post_is_retried(
-    router: respx.MockRouter, make_client: ClientFactory
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_status_that_may_hide_a_created_generation_is_never_replayed(
+    router: respx.MockRouter, make_client: ClientFactory, status: int
 ) -> None:
-    route = router.post(url(POST_PATH)).mock(side_effect=[respx.MockResponse(500), ok()])
+    route = router.post(url(POST_PATH)).mock(side_effect=[respx.MockResponse(status), ok()])
+    history = router.get(url(HISTORY_PATH)).respond(200, json=history_of())
+    with pytest.raises(errors.SubmissionUncertainError):
+        await make_client().generations.create("fox")
+    assert route.call_count == 1
+    assert history.called
+
+
+@pytest.mark.parametrize("status", [503, 408])
+async def test_a_status_that_created_nothing_is_retried(
+    router: respx.MockRouter, make_client: ClientFactory, status: int
+) -> None:
+    route = router.post(url(POST_PATH)).mock(side_effect=[respx.MockResponse(status), ok()])
+    history = router.get(url(HISTORY_PATH)).respond(200, json=history_of())
     await make_client().generations.create("fox")
     assert route.call_count == 2
+    assert not history.called

@@ -1,0 +1,69 @@
+"""Tasks that outlive the call that starts them: the client's poller and a run's engine.
+
+anyio has no detached tasks (a task group must be exited by the task that entered it,
+which would tie the poller to whichever call happened to start it), but both event loops
+do: ``asyncio.create_task`` and trio's system tasks. A background task here never lets
+an exception out (it logs it); it can be cancelled from any task and awaited.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import sniffio
+
+__all__ = ["BackgroundTask", "spawn"]
+
+log = logging.getLogger("getty_ai_async")
+
+# asyncio keeps only weak references to tasks: hold them until they end.
+_running: set[Any] = set()
+
+
+class BackgroundTask:
+    """A handle on a detached task: `cancel()` from anywhere, `await wait()` for its end."""
+
+    __slots__ = ("_done", "_scope", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._scope = anyio.CancelScope()
+        self._done = anyio.Event()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        self._scope.cancel()
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+    async def _run(self, body: Callable[[], Awaitable[None]]) -> None:
+        try:
+            with self._scope:
+                await body()
+        except Exception:
+            log.exception("background task %s failed", self.name)
+        finally:
+            self._done.set()
+
+
+def spawn(body: Callable[[], Awaitable[None]], *, name: str) -> BackgroundTask:
+    """Run `body` in a task of its own on the current event loop (asyncio or trio)."""
+    task = BackgroundTask(name)
+    if sniffio.current_async_library() == "trio":
+        import trio.lowlevel
+
+        trio.lowlevel.spawn_system_task(task._run, body, name=name)
+    else:
+        import asyncio
+
+        handle = asyncio.get_running_loop().create_task(task._run(body), name=name)
+        _running.add(handle)
+        handle.add_done_callback(_running.discard)
+    return task

@@ -1,0 +1,425 @@
+"""One poller per client: every pending generation it knows of, polled by one task.
+
+Whatever creates or resumes a generation registers its id here with the leases it holds
+(`track`); whoever wants the result subscribes (`subscribe`, `wait`). One background
+task spreads the polls (each id about once per interval, never in a burst: the cost of
+a tick does not grow with the number pending) and keeps polling ids nobody waits for any
+more, so their leases return when the service reports them finished, not when a caller
+stops listening. The task starts with the first id and ends with the last one.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import anyio
+import pydantic
+
+from ._background import BackgroundTask, spawn
+from ._lease import Lease, Limiter
+from ._models import Generation
+from ._routes import ROUTES
+from .errors import (
+    APIConnectionError,
+    GenerationTimeoutError,
+    GettyAIError,
+    InternalServerError,
+    MalformedResponseError,
+    NotFoundError,
+    RateLimitError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._transport import Transport
+
+__all__ = ["Deliver", "Poller", "parse_generation"]
+
+log = logging.getLogger("getty_ai_async.poller")
+
+Result = Generation | BaseException
+Deliver = Callable[[Result], None]
+"""Called once with the finished generation, or the error that ended the wait."""
+
+_KNOWN_IDS = 100_000
+
+
+def parse_generation(response: httpx.Response) -> Generation:
+    """A `Generation` from a 200/202 reply; `MalformedResponseError` if it is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        raise MalformedResponseError(response, "not JSON") from None
+    try:
+        return Generation.from_response(body, pending=response.status_code == 202)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise MalformedResponseError(response, f"{where}: {first['msg']}") from None
+
+
+class _Subscriber:
+    __slots__ = ("deadline", "deliver", "started")
+
+    def __init__(self, deliver: Deliver, started: float, deadline: float) -> None:
+        self.deliver = deliver
+        self.started = started
+        self.deadline = deadline
+
+
+class _Entry:
+    __slots__ = (
+        "accepted_at",
+        "deadline",
+        "due",
+        "generation_request_id",
+        "interval",
+        "last_error",
+        "leases",
+        "polled_due",
+        "sequence",
+        "subscribers",
+    )
+
+    def __init__(self, generation_request_id: str, interval: float) -> None:
+        self.generation_request_id = generation_request_id
+        self.leases: list[tuple[Limiter, Lease]] = []
+        self.subscribers: list[_Subscriber] = []
+        self.interval = interval
+        self.due = 0.0
+        self.polled_due = 0.0
+        self.sequence = 0
+        self.deadline = math.inf
+        self.accepted_at: float | None = None
+        self.last_error: GettyAIError | None = None
+
+
+class _Box:
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.result: Result | None = None
+
+    def deliver(self, result: Result) -> None:
+        self.result = result
+        self.event.set()
+
+
+class Poller:
+    """The registry of a client's pending generations and the task that polls them."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        interval: float,
+        lease_timeout: float,
+        not_found_grace: float,
+    ) -> None:
+        self._transport = transport
+        self.interval = interval
+        self.lease_timeout = lease_timeout
+        """Give up on an id (and return its leases) this long after it was accepted."""
+        self.not_found_grace = not_found_grace
+        """A 404 this soon after the service accepted the id is taken as transient."""
+        self._entries: dict[str, _Entry] = {}
+        self._schedule: list[tuple[float, int, str]] = []
+        self._sequence = itertools.count()
+        self._last_dispatch = -math.inf
+        self._changed = anyio.Event()
+        self._task: BackgroundTask | None = None
+        self._closed = False
+        self._known: dict[str, None] = {}
+        self.polls = 0
+        """Polls sent so far (every id, every caller)."""
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def pending(self) -> int:
+        """Generations being polled now."""
+        return len(self._entries)
+
+    def is_tracked(self, generation_request_id: str) -> bool:
+        return generation_request_id in self._entries
+
+    def is_known(self, generation_request_id: str) -> bool:
+        """Whether this client has seen the id (tracked now or in the recent past)."""
+        return generation_request_id in self._known
+
+    def claim(self, generation_request_id: str) -> bool:
+        """Remember an id as this client's; False if it was known already."""
+        if generation_request_id in self._known:
+            return False
+        self._remember(generation_request_id)
+        return True
+
+    # -------------------------------------------------------------- registering
+
+    def track(
+        self,
+        generation_request_id: str,
+        leases: Iterable[tuple[Limiter, Lease]] = (),
+        *,
+        accepted: bool = True,
+        first_poll: float | None = None,
+    ) -> None:
+        """Poll `generation_request_id` until it ends; its `leases` go back then.
+
+        `accepted` says this client saw the service accept it just now (a 404 soon
+        after is then taken as the service catching up). The first poll comes after
+        one interval unless `first_poll` says otherwise.
+        """
+        self._check_open()
+        now = anyio.current_time()
+        entry = self._entries.get(generation_request_id)
+        if entry is None:
+            entry = self._entries[generation_request_id] = _Entry(
+                generation_request_id, self.interval
+            )
+            self._remember(generation_request_id)
+            self._reschedule(entry, now + self.interval if first_poll is None else first_poll)
+        entry.leases.extend(leases)
+        if entry.leases:
+            entry.deadline = min(entry.deadline, now + self.lease_timeout)
+        if accepted and entry.accepted_at is None:
+            entry.accepted_at = now
+        self._start()
+
+    def subscribe(
+        self,
+        generation_request_id: str,
+        deliver: Deliver,
+        *,
+        timeout: float,
+        interval: float | None = None,
+        poll_now: bool = False,
+    ) -> object:
+        """Call `deliver` once with the result, or `GenerationTimeoutError` after `timeout`.
+
+        Returns a handle for `unsubscribe`. An id not tracked yet is tracked (without
+        leases) for as long as someone waits for it.
+        """
+        if generation_request_id not in self._entries:
+            self.track(generation_request_id, accepted=False)
+        entry = self._entries[generation_request_id]
+        now = anyio.current_time()
+        subscriber = _Subscriber(deliver, now, now + timeout)
+        entry.subscribers.append(subscriber)
+        if interval is not None and interval < entry.interval:
+            entry.interval = interval
+        # The last poll comes at the deadline, even when it is shorter than an interval.
+        when = now if poll_now else min(entry.due, subscriber.deadline)
+        if when < entry.due:
+            self._reschedule(entry, when)
+        return subscriber
+
+    def unsubscribe(self, generation_request_id: str, handle: object) -> None:
+        entry = self._entries.get(generation_request_id)
+        if entry is not None and handle in entry.subscribers:
+            entry.subscribers.remove(handle)
+
+    async def wait(
+        self,
+        generation_request_id: str,
+        *,
+        timeout: float,
+        interval: float | None = None,
+        immediate: bool = False,
+    ) -> Generation:
+        """Wait for the generation's result (`GenerationTimeoutError` after `timeout`)."""
+        box = _Box()
+        handle = self.subscribe(
+            generation_request_id,
+            box.deliver,
+            timeout=timeout,
+            interval=interval,
+            poll_now=immediate,
+        )
+        try:
+            await box.event.wait()
+        finally:
+            self.unsubscribe(generation_request_id, handle)
+        if isinstance(box.result, BaseException):
+            raise box.result
+        assert box.result is not None
+        return box.result
+
+    async def aclose(self) -> None:
+        """Stop polling; whoever still waits gets an error. Leases are left to expire."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await task.wait()
+        entries, self._entries = self._entries, {}
+        self._schedule.clear()
+        for entry in entries.values():
+            for subscriber in entry.subscribers:
+                closed = f"client closed while waiting for {entry.generation_request_id!r}"
+                subscriber.deliver(GettyAIError(closed))
+
+    # ------------------------------------------------------------------ polling
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this AsyncGettyAI client is closed")
+
+    def _remember(self, generation_request_id: str) -> None:
+        self._known[generation_request_id] = None
+        if len(self._known) > _KNOWN_IDS:
+            del self._known[next(iter(self._known))]
+
+    def _reschedule(self, entry: _Entry, when: float) -> None:
+        entry.due = when
+        entry.sequence = next(self._sequence)
+        heapq.heappush(self._schedule, (when, entry.sequence, entry.generation_request_id))
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _start(self) -> None:
+        if self._task is None:
+            self._task = spawn(self._run, name="getty-ai poller")
+
+    async def _run(self) -> None:
+        refresh_at = anyio.current_time()
+        async with anyio.create_task_group() as polls:
+            while self._entries:
+                now = anyio.current_time()
+                if now >= refresh_at:
+                    refresh_at = now + self._refresh_every()
+                    polls.start_soon(self._refresh)
+                entry = self._next_due()
+                if entry is None:
+                    await self._wait_for_change(refresh_at - now)
+                    continue
+                spacing = entry.interval / len(self._entries)
+                at = max(entry.due, self._last_dispatch + spacing)
+                if at > now:
+                    await self._wait_for_change(min(at, refresh_at) - now)
+                    continue
+                heapq.heappop(self._schedule)
+                self._last_dispatch = max(at, now - spacing)
+                entry.polled_due, entry.due = entry.due, math.inf
+                polls.start_soon(self._poll, entry)
+            # Decided with no await since the check: a `track` from now on starts a new task.
+            self._task = None
+
+    def _next_due(self) -> _Entry | None:
+        """The entry whose poll is due first, dropping stale schedule items."""
+        while self._schedule:
+            _, sequence, generation_request_id = self._schedule[0]
+            entry = self._entries.get(generation_request_id)
+            if entry is not None and entry.sequence == sequence and entry.due != math.inf:
+                return entry
+            heapq.heappop(self._schedule)
+        return None
+
+    async def _wait_for_change(self, timeout: float) -> None:
+        with anyio.move_on_after(max(0.0, timeout)):
+            await self._changed.wait()
+
+    def _refresh_every(self) -> float:
+        ttls = [
+            limiter.lease_ttl for entry in self._entries.values() for limiter, _ in entry.leases
+        ]
+        return min(ttls, default=30.0) / 3
+
+    async def _refresh(self) -> None:
+        """Keep the leases of every pending generation alive, one call per limiter."""
+        by_limiter: dict[int, tuple[Limiter, list[Lease]]] = {}
+        for entry in self._entries.values():
+            for limiter, lease in entry.leases:
+                by_limiter.setdefault(id(limiter), (limiter, []))[1].append(lease)
+        for limiter, leases in by_limiter.values():
+            try:
+                await limiter.refresh(leases)
+            except Exception:
+                log.warning("could not refresh %d leases", len(leases), exc_info=True)
+
+    async def _poll(self, entry: _Entry) -> None:
+        generation_request_id = entry.generation_request_id
+        self.polls += 1
+        transport = self._transport
+        path = ROUTES["get_generation"].path(generation_request_id=generation_request_id)
+        try:
+            response = await transport.send(
+                transport.http.build_request("GET", transport.url(path))
+            )
+            generation = parse_generation(response)
+        except NotFoundError as exc:
+            accepted = entry.accepted_at
+            if accepted is None or anyio.current_time() - accepted >= self.not_found_grace:
+                await self._end(entry, exc, finished=True)
+                return
+            entry.last_error = exc  # the service may not know an id it just accepted yet
+        except (APIConnectionError, InternalServerError, RateLimitError) as exc:
+            entry.last_error = exc
+        except GettyAIError as exc:
+            await self._end(entry, exc, finished=True)
+            return
+        except Exception as exc:
+            log.exception("polling %s failed", generation_request_id)
+            await self._end(entry, exc, finished=False)
+            return
+        else:
+            if not generation.is_pending:
+                await self._end(entry, generation, finished=True)
+                return
+        await self._after_pending_poll(entry)
+
+    async def _after_pending_poll(self, entry: _Entry) -> None:
+        now = anyio.current_time()
+        for subscriber in [s for s in entry.subscribers if s.deadline <= now]:
+            entry.subscribers.remove(subscriber)
+            subscriber.deliver(self._timeout(entry, subscriber.started, now))
+        if now >= entry.deadline:
+            # Never finished (as far as we can tell): give the leases back. A journal
+            # still has the id as pending, so a rerun looks again.
+            await self._end(entry, None, finished=False)
+            return
+        if not entry.leases and not entry.subscribers:
+            self._drop(entry)  # nobody waits and nothing to give back
+            return
+        # Keep the cadence of the first poll rather than drifting by each poll's latency.
+        when = max(entry.polled_due + entry.interval, now)
+        soonest = min((s.deadline for s in entry.subscribers), default=math.inf)
+        self._reschedule(entry, min(when, max(soonest, now)))
+
+    def _timeout(self, entry: _Entry, started: float, now: float) -> GenerationTimeoutError:
+        error = GenerationTimeoutError(entry.generation_request_id, now - started)
+        error.__cause__ = entry.last_error
+        return error
+
+    def _drop(self, entry: _Entry) -> None:
+        if self._entries.get(entry.generation_request_id) is entry:
+            del self._entries[entry.generation_request_id]
+
+    async def _end(self, entry: _Entry, result: Result | None, *, finished: bool) -> None:
+        """The generation ended: leases back first (room for the next), then the result.
+
+        A `result` of None ends each wait with a `GenerationTimeoutError`.
+        """
+        self._drop(entry)
+        leases, entry.leases = entry.leases, []
+        for limiter, lease in leases:
+            try:
+                await limiter.release(lease, finished=finished)
+            except Exception:
+                log.warning("could not release a lease", exc_info=True)
+        subscribers, entry.subscribers = entry.subscribers, []
+        now = anyio.current_time()
+        for subscriber in subscribers:
+            subscriber.deliver(
+                self._timeout(entry, subscriber.started, now) if result is None else result
+            )
