@@ -51,6 +51,7 @@ async def make_sandbox_client(fast_retries: RetryPolicy) -> AsyncIterator[Sandbo
             "poll_interval": 0.002,
             "wait_timeout": 5.0,
             "retry_policy": fast_retries,
+            "history_grace": 0.05,
         }
         client = AsyncGettyAI.sandbox(**(defaults | options))
         made.append(client)

@@ -17,7 +17,12 @@ from lease_helpers import leases_back
 from getty_ai_async import AsyncGettyAI, GenerationOutcome, GenerationRequest, errors
 from getty_ai_async.sandbox import Sandbox
 
-FAST: dict[str, Any] = {"pending_seconds": 0.05, "poll_interval": 0.01, "images_per_generation": 1}
+FAST: dict[str, Any] = {
+    "pending_seconds": 0.05,
+    "poll_interval": 0.01,
+    "images_per_generation": 1,
+    "history_grace": 0.05,
+}
 
 
 def sandbox_client(**options: Any) -> AsyncGettyAI:

@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from getty_ai_async import AsyncGettyAI, GenerationOutcome, PendingLimiter, RetryPolicy, errors
+from getty_ai_async import AsyncGettyAI, GenerationOutcome, RetryPolicy, errors
 from getty_ai_async._auth import Grant, TokenProvider
 from getty_ai_async.sandbox import Sandbox
 
@@ -136,24 +136,6 @@ async def test_transient_poll_errors_end_in_a_timeout_that_carries_the_id() -> N
         sandbox.faults.route_error_rates.clear()
         resumed = await client.generations.wait(caught.value.generation_request_id)
     assert resumed.images
-
-
-async def test_subscribe_accepts_any_callable() -> None:
-    limiter = PendingLimiter(2)
-    seen: list[bool] = []
-
-    def listener(slot: object) -> None:
-        seen.append(True)
-
-    limiter.subscribe(listener)
-    limiter.subscribe(lambda slot: seen.append(False))
-    slot = limiter.try_acquire()
-    assert slot is not None
-    limiter.release(slot)
-    assert seen == [True, False]
-    limiter.unsubscribe(listener)
-    limiter.release(slot)  # a second release of the same slot is ignored
-    assert seen == [True, False]
 
 
 async def test_download_errors_do_not_show_signed_query_strings(tmp_path: Path) -> None:
