@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import ipaddress
 import os
+import weakref
 from collections.abc import AsyncIterable, Iterable
 from functools import cached_property
 from types import TracebackType
@@ -28,7 +29,7 @@ from ._constants import (
     LOOPBACK_HOSTS,
 )
 from ._downloads import Downloads
-from ._fanout import GenerationRun, RequestLike, RunOptions
+from ._fanout import GenerationRun, RequestLike, RunOptions, _Engine
 from ._files import Files, Uploads
 from ._generations import Generations
 from ._history import History
@@ -212,6 +213,7 @@ class AsyncGettyAI:
             not_found_grace=not_found_grace,
         )
         self._is_view = False
+        self._runs: weakref.WeakSet[_Engine] = weakref.WeakSet()
         self.simulator: Sandbox | None = None
         """The in-process sandbox this client talks to (see `sandbox()`), else None."""
 
@@ -334,7 +336,9 @@ class AsyncGettyAI:
         ``return_exceptions=False``, which stops at the first one and raises it. Every
         option is described in `RunOptions`.
         """
-        return GenerationRun(self, requests, **options)
+        run = GenerationRun(self, requests, **options)
+        self._runs.add(run._engine)
+        return run
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
         # Retried like any idempotent call: a token request costs nothing.
@@ -345,13 +349,15 @@ class AsyncGettyAI:
     # ------------------------------------------------------------------- lifecycle
 
     async def aclose(self) -> None:
-        """Stop polling and close the connection pool (unless the caller passed it in).
+        """Stop this client's runs and polling; close the pool (unless the caller passed it in).
 
         Generations still pending at the service are not lost: their ids are in the
         journal of the run that created them, or in the errors of calls that waited.
         """
         if self._is_view:
             return
+        for run in list(self._runs):
+            await run.stop()
         await self._poller.aclose()
         if self._owns_http:
             await self._http.aclose()

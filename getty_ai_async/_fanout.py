@@ -166,8 +166,6 @@ def _error_record(error: BaseException) -> dict[str, Any]:
     }
 
 
-
-
 def _key_for(index: int, request: GenerationRequest) -> str:
     digest = hashlib.sha256(json.dumps(request.to_body(), sort_keys=True).encode()).hexdigest()
     return f"{index}:{digest[:16]}"

@@ -27,6 +27,9 @@ from .errors import JournalError, JournalLockedError
 
 __all__ = ["SCHEMA_VERSION", "Journal", "JournalRecord", "RecordState"]
 
+# How long to wait for a run of this process that holds the journal and is stopping.
+_OWN_RUN_GRACE = 10.0
+
 SCHEMA_VERSION = 2
 """1: getty-ai-async 0.1.0 (no version stored); 2: adds the send time of a POST."""
 
@@ -120,8 +123,19 @@ class Journal:
         self._file_lock = _FileLock(self.path.with_name(self.path.name + ".lock"))
 
     async def open(self) -> None:
-        """Take the file's lock and open it; `JournalLockedError` if another run has it."""
-        await anyio.to_thread.run_sync(self._open)
+        """Take the file's lock and open it; `JournalLockedError` if another run has it.
+
+        A run of this same process that is still shutting down is waited for (briefly).
+        """
+        deadline = anyio.current_time() + _OWN_RUN_GRACE
+        while True:
+            try:
+                await anyio.to_thread.run_sync(self._open)
+                return
+            except JournalLockedError as exc:
+                if exc.pid != os.getpid() or anyio.current_time() >= deadline:
+                    raise
+            await anyio.sleep(0.01)
 
     def _open(self) -> None:
         try:
