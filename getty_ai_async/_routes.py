@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
@@ -41,13 +42,20 @@ class Route:
 
 
 def validate_id(field: str, value: object) -> str:
-    """Reject ids that could escape their path segment (``/``, ``..``, ``?``, ``#``)."""
+    """Reject ids that could escape their path segment (``/``, ``..``, ``?``, ``#``).
+
+    A value made only of dots is refused too: ``.`` is a dot segment that URL
+    normalisation removes (``get(".")`` would be ``GET /v3/ai/image-generations``).
+    Checked after NFKC folding, so a fullwidth dot is no way around it.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "must be a non-empty string")
     if any(bad in value for bad in _FORBIDDEN_IN_ID) or any(ch.isspace() for ch in value):
         raise ValidationError(
             field, f"{value!r} is not a valid id (no '/', '..', '?', '#', spaces)"
         )
+    if not unicodedata.normalize("NFKC", value).strip("."):
+        raise ValidationError(field, f"{value!r} is not a valid id (a dot segment)")
     return value
 
 
