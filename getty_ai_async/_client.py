@@ -65,6 +65,25 @@ def _checked_url(field: str, value: str, allow_insecure_http: bool) -> httpx.URL
     return url
 
 
+def _retry_policy(
+    policy: RetryPolicy | None, max_retries: int | None, max_retry_time: float | None
+) -> RetryPolicy:
+    """The client's retry rules: `retry_policy`, or one built from the two shorthands."""
+    if policy is None:
+        default = RetryPolicy()
+        return dataclasses.replace(
+            default,
+            max_retries=default.max_retries if max_retries is None else max_retries,
+            max_retry_time=default.max_retry_time if max_retry_time is None else max_retry_time,
+        )
+    for name, value in (("max_retries", max_retries), ("max_retry_time", max_retry_time)):
+        if value is not None:
+            raise ValidationError(
+                name, f"set it in retry_policy= (RetryPolicy({name}=...)), not beside it"
+            )
+    return policy
+
+
 class AsyncGettyAI:
     """Async client for the Getty Images AI Generator API.
 
@@ -95,8 +114,8 @@ class AsyncGettyAI:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         timeout: float | httpx.Timeout | None = None,
-        max_retries: int = 4,
-        max_retry_time: float = 60.0,
+        max_retries: int | None = None,
+        max_retry_time: float | None = None,
         retry_policy: RetryPolicy | None = None,
         limits: httpx.Limits | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -119,8 +138,6 @@ class AsyncGettyAI:
         )
         self.poll_interval = check_positive("poll_interval", poll_interval)
         self.wait_timeout = check_positive("wait_timeout", wait_timeout)
-        if max_retries < 0:
-            raise ValidationError("max_retries", "must be >= 0")
         if (username is None) != (password is None):
             raise ValidationError(
                 "password" if password is None else "username", "username and password go together"
@@ -129,6 +146,8 @@ class AsyncGettyAI:
             self._limiter = PendingLimiter(max_pending)
         except ValueError as exc:
             raise ValidationError("max_pending", str(exc)) from None
+
+        policy = _retry_policy(retry_policy, max_retries, max_retry_time)
 
         self.max_requests_per_second = max_requests_per_second
         self._owns_http = http_client is None
@@ -167,7 +186,6 @@ class AsyncGettyAI:
                 grant=grant, token_url=str(self.token_url), send=self._send_token_request
             )
         self._auth = GettyAuth(api_key, self.base_url, tokens)
-        policy = retry_policy or RetryPolicy(max_retries=max_retries, max_retry_time=max_retry_time)
         budget = None
         if max_requests_per_second is not None:
             try:

@@ -22,6 +22,7 @@ from .errors import (
     APITimeoutError,
     InternalServerError,
     RateLimitError,
+    ValidationError,
     make_status_error,
 )
 
@@ -47,8 +48,34 @@ class RetryPolicy:
     rate_limit_wait: float = 1.0
     """Wait after a 429 that carries no Retry-After (Getty advises one second)."""
     max_retry_after: float = 60.0
+    """Cap on a server's Retry-After (longer ones are cut to this)."""
     retry_unsafe_posts: bool = False
     """Replay a POST that may have reached the server (risks paying twice)."""
+
+    def __post_init__(self) -> None:
+        max_retries: object = self.max_retries
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValidationError("max_retries", f"must be an integer >= 0, got {max_retries!r}")
+        _check_seconds("max_retry_time", self.max_retry_time, allow_inf=True)
+        for name in ("wait_initial", "wait_max", "wait_jitter", "rate_limit_wait"):
+            _check_seconds(name, getattr(self, name))
+        _check_seconds("max_retry_after", self.max_retry_after)
+        if not isinstance(self.retry_unsafe_posts, bool):
+            raise ValidationError(
+                "retry_unsafe_posts", f"must be True or False, got {self.retry_unsafe_posts!r}"
+            )
+
+
+def _check_seconds(field: str, value: object, *, allow_inf: bool = False) -> None:
+    """A duration in seconds: a real number >= 0 (never NaN; infinite only if allowed)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or value < 0
+        or (math.isinf(value) and not allow_inf)
+    ):
+        raise ValidationError(field, f"must be a number of seconds >= 0, got {value!r}")
 
 
 class RequestBudget(Protocol):

@@ -14,7 +14,7 @@ import respx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from getty_ai_async import AsyncGettyAI, GenerationRequest, errors
+from getty_ai_async import AsyncGettyAI, GenerationRequest, RetryPolicy, errors
 from getty_ai_async._routes import ROUTES
 
 from ._helpers import API, API_KEY, ClientFactory
@@ -230,6 +230,59 @@ def test_client_constructor_validation(kwargs: dict[str, Any], field: str) -> No
     options: dict[str, Any] = {"api_key": API_KEY, "api_secret": "s"} | kwargs
     with pytest.raises(errors.ValidationError) as caught:
         AsyncGettyAI(**options)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"max_retry_time": -1.0}, "max_retry_time"),
+        ({"max_retry_time": float("nan")}, "max_retry_time"),
+        ({"wait_initial": -0.1}, "wait_initial"),
+        ({"wait_max": float("inf")}, "wait_max"),
+        ({"wait_jitter": -1.0}, "wait_jitter"),
+        ({"rate_limit_wait": -1.0}, "rate_limit_wait"),
+        ({"max_retry_after": float("nan")}, "max_retry_after"),
+        ({"retry_unsafe_posts": "yes"}, "retry_unsafe_posts"),
+    ],
+)
+def test_retry_policy_refuses_invalid_values(kwargs: dict[str, Any], field: str) -> None:
+    """Issue 9.6: `RetryPolicy(max_retries=-1)` used to be accepted."""
+    with pytest.raises(errors.ValidationError) as caught:
+        RetryPolicy(**kwargs)
+    assert caught.value.field == field
+    assert isinstance(caught.value, ValueError)
+
+
+def test_retry_policy_accepts_its_edge_values() -> None:
+    policy = RetryPolicy(max_retries=0, max_retry_time=float("inf"), wait_jitter=0.0)
+    assert policy.max_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"max_retries": 2}, "max_retries"), ({"max_retry_time": 1.0}, "max_retry_time")],
+)
+def test_retry_settings_beside_a_retry_policy_are_refused(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    """Issue 9.6: `max_retries=` was silently ignored when `retry_policy=` was passed."""
+    with pytest.raises(errors.ValidationError) as caught:
+        AsyncGettyAI(api_key=API_KEY, retry_policy=RetryPolicy(), **kwargs)
+    assert caught.value.field == field
+    assert "retry_policy" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"max_retries": -1}, "max_retries"), ({"max_retry_time": -5}, "max_retry_time")],
+)
+def test_client_retry_shorthands_are_validated(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        AsyncGettyAI(api_key=API_KEY, **kwargs)
     assert caught.value.field == field
 
 
