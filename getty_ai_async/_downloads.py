@@ -9,7 +9,6 @@ from pathlib import Path
 
 import anyio
 import httpx
-import stamina
 
 from ._models import (
     Download,
@@ -24,7 +23,6 @@ from ._routes import ROUTES, validate_id, validate_index
 from .errors import (
     APIConnectionError,
     ConflictError,
-    InternalServerError,
     ValidationError,
     make_status_error,
 )
@@ -157,19 +155,11 @@ class Downloads(AsyncResource):
         folder = await anyio.Path(directory).resolve()
         await folder.mkdir(parents=True, exist_ok=True)
         name = safe_filename(filename)
-        policy = self._transport.policy
-        retrying = stamina.retry_context(
-            on=(APIConnectionError, InternalServerError),
-            attempts=policy.max_retries + 1,
-            timeout=policy.max_retry_time,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
+        transport = self._transport
+        return await transport.call_with_retries(
+            lambda _: self._stream_to(url, folder, name),
+            lambda exc, attempt: transport.retry_decision(exc, attempt, idempotent=True),
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._stream_to(url, folder, name)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _stream_to(self, url: str, folder: anyio.Path, name: str) -> Path:
         transport = self._transport

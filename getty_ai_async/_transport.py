@@ -10,8 +10,9 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import httpx
 import stamina
 
@@ -26,7 +27,17 @@ from .errors import (
     make_status_error,
 )
 
-__all__ = ["RequestBudget", "RetryPolicy", "Transport", "retry_after_seconds"]
+__all__ = [
+    "Deadline",
+    "RequestBudget",
+    "RetryDecision",
+    "RetryPolicy",
+    "Transport",
+    "retry_after_seconds",
+    "wait_within",
+]
+
+T = TypeVar("T")
 
 log = logging.getLogger("getty_ai_async")
 
@@ -41,7 +52,11 @@ class RetryPolicy:
     max_retries: int = 4
     """Retries after the first attempt; 0 disables retrying."""
     max_retry_time: float = 60.0
-    """Give up retrying once this many seconds have passed since the first attempt."""
+    """No wait for a retry ends later than this many seconds after the first attempt.
+
+    The last backoff is cut to fit; a Retry-After that would cross it ends the retrying
+    at once (the error says so). It bounds waits, not how long an attempt may take.
+    """
     wait_initial: float = 0.25
     wait_max: float = 8.0
     wait_jitter: float = 0.5
@@ -86,8 +101,22 @@ class RequestBudget(Protocol):
     def throttled(self) -> None: ...
 
 
+DEFAULT_RETRY_AFTER_FLOOR = 0.1
+RETRY_AFTER_FLOOR = DEFAULT_RETRY_AFTER_FLOOR
+"""The shortest wait a Retry-After gets, in seconds (module-level so tests can shrink it).
+
+``Retry-After: 0``, a negative value or an HTTP-date in the past mean "now": taken
+literally, every client told so retries at the same instant. Such values (anything
+under the floor) wait the floor plus up to 100% jitter instead.
+"""
+
+
 def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
-    """Parse ``Retry-After`` (delta seconds or HTTP-date), capped; None when absent or bad."""
+    """Parse ``Retry-After`` (delta seconds or HTTP-date), capped; None when absent or bad.
+
+    Values under `RETRY_AFTER_FLOOR` (0, negative, a date in the past) become the floor
+    plus up to 100% jitter; `cap` bounds the result either way.
+    """
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -103,7 +132,80 @@ def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
         seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
     if math.isnan(seconds):
         return None
-    return min(max(seconds, 0.0), cap)
+    if seconds < RETRY_AFTER_FLOOR:
+        seconds = RETRY_AFTER_FLOOR * (1.0 + random.random())
+    return min(seconds, cap)
+
+
+def wait_within(
+    deadline: float, seconds: float, *, required: bool = False, now: float | None = None
+) -> float | None:
+    """How long to wait before the next try without crossing `deadline`; None: give up now.
+
+    `deadline` and `now` are on the `anyio.current_time()` clock (`now` defaults to it).
+    A wait that ends by the deadline is kept (negative ones become 0). A longer one is
+    cut to the time left, so the last try happens at the deadline, unless it is
+    `required` (a server's Retry-After: trying sooner is pointless), in which case the
+    answer is None. None too when no time is left. This is the one rule for every
+    retry and poll wait of the package.
+    """
+    left = deadline - (anyio.current_time() if now is None else now)
+    if left <= 0:
+        return None
+    if seconds <= left:
+        return max(seconds, 0.0)
+    return None if required else left
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A moment on the `anyio.current_time()` clock that no wait may cross (see `wait_within`)."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """The deadline `seconds` from now (``math.inf``: none)."""
+        return cls(anyio.current_time() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(self.at - anyio.current_time(), 0.0)
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def wait_within(self, seconds: float, *, required: bool = False) -> float | None:
+        """`wait_within` for this deadline."""
+        return wait_within(self.at, seconds, required=required)
+
+    async def sleep(self, seconds: float, *, required: bool = False) -> bool:
+        """Sleep as `wait_within` allows; False (without sleeping) means give up."""
+        wait = self.wait_within(seconds, required=required)
+        if wait is None:
+            return False
+        await anyio.sleep(wait)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What to do after a failed attempt: wait `seconds`, then try again."""
+
+    seconds: float
+    required: bool = False
+    """The wait comes from the server (Retry-After): do not retry sooner."""
+
+
+Decide = Callable[[Exception, int], RetryDecision | None]
+"""Given a failed attempt's error and its number (1-based): retry how, or None: give up."""
+
+
+def _explain_give_up(exc: Exception, reason: str) -> None:
+    """Say in the error's text why it was not retried (str(exc) is what callers print)."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]} (not retried: {reason})", *exc.args[1:])
 
 
 BeforeSend = Callable[[], Awaitable[None]]
@@ -207,23 +309,58 @@ class Transport:
         auth: httpx.Auth | None = None,
         before_send: BeforeSend | None = None,
     ) -> httpx.Response:
-        """Send the request `build` makes, retrying per the policy (see `_backoff`)."""
+        """Send the request `build` makes, retrying per the policy (see `retry_decision`)."""
+        return await self.call_with_retries(
+            lambda attempt: self.send(build(), attempt=attempt, auth=auth, before_send=before_send),
+            lambda exc, attempt: self.retry_decision(
+                exc, attempt, idempotent=idempotent, retry_rate_limits=retry_rate_limits
+            ),
+        )
+
+    async def call_with_retries(self, attempt: Callable[[int], Awaitable[T]], decide: Decide) -> T:
+        """Run `attempt(number)` until it succeeds, `decide` gives up, or the policy does.
+
+        Retries are stamina's (at most ``max_retries``); every wait is bounded by the
+        ``max_retry_time`` deadline through `wait_within`.
+        """
         policy = self.policy
+        deadline = Deadline.after(policy.max_retry_time)
         attempts = 0
-        async for attempt in stamina.retry_context(
-            on=lambda exc: self._backoff(exc, idempotent, retry_rate_limits),
+
+        def on(exc: Exception) -> bool | float:
+            decision = decide(exc, attempts)
+            if decision is None:
+                return False
+            wait = deadline.wait_within(decision.seconds, required=decision.required)
+            if wait is None:
+                if attempts <= policy.max_retries and decision.required:
+                    _explain_give_up(
+                        exc,
+                        f"the service's Retry-After of {decision.seconds:g}s would pass "
+                        f"max_retry_time={policy.max_retry_time:g}s",
+                    )
+                return False
+            return wait
+
+        async for retrying in stamina.retry_context(
+            on=on,
             attempts=policy.max_retries + 1,
-            timeout=policy.max_retry_time,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
+            # `on` returns every wait itself (see `backoff`), bounded by the deadline.
+            timeout=None,
         ):
-            with attempt:
+            with retrying:
                 attempts += 1
-                return await self.send(
-                    build(), attempt=attempts, auth=auth, before_send=before_send
-                )
+                return await attempt(attempts)
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter after failed attempt number `attempt` (1-based)."""
+        policy = self.policy
+        jitter = random.uniform(0, policy.wait_jitter) if policy.wait_jitter else 0.0
+        try:
+            return min(policy.wait_max, policy.wait_initial * 2.0 ** (attempt - 1) + jitter)
+        except OverflowError:
+            return policy.wait_max
 
     async def send(
         self,
@@ -285,24 +422,43 @@ class Transport:
             raise make_status_error(response)
         return response
 
-    def _backoff(self, exc: Exception, idempotent: bool, retry_rate_limits: bool) -> bool | float:
-        """stamina's `on` hook: False to give up, True for exponential backoff, or seconds."""
+    def retry_decision(
+        self,
+        exc: Exception,
+        attempt: int,
+        *,
+        idempotent: bool,
+        retry_rate_limits: bool = True,
+    ) -> RetryDecision | None:
+        """Whether and how to retry after `exc` (failed attempt number `attempt`); None: don't.
+
+        429s honour Retry-After, else about `rate_limit_wait`; 5xx honour Retry-After,
+        else back off exponentially, as do 408 and connection errors. A request that may
+        have reached the service is replayed only when `idempotent` (or the policy opts
+        in); neither is a 504 on one.
+        """
         policy = self.policy
         if isinstance(exc, RateLimitError):
             if not retry_rate_limits:
-                return False
+                return None
             waited = retry_after_seconds(exc.response, policy.max_retry_after)
             if waited is not None:
-                return waited
-            return policy.rate_limit_wait * (1 + 0.25 * random.random())
+                return RetryDecision(waited, required=True)
+            return RetryDecision(policy.rate_limit_wait * (1 + 0.25 * random.random()))
         if isinstance(exc, InternalServerError):
             # A gateway timeout may hide a POST the service went on to process.
             if exc.status_code == 504 and not idempotent and not policy.retry_unsafe_posts:
-                return False
+                return None
             waited = retry_after_seconds(exc.response, policy.max_retry_after)
-            return True if waited is None else waited
+            if waited is not None:
+                return RetryDecision(waited, required=True)
+            return RetryDecision(self.backoff(attempt))
         if isinstance(exc, _TokenUnavailable):
-            return False  # the token request was retried already: don't multiply them
+            return None  # the token request was retried already: don't multiply them
         if isinstance(exc, APIConnectionError):
-            return not exc.may_have_been_sent or idempotent or policy.retry_unsafe_posts
-        return isinstance(exc, APIStatusError) and exc.status_code == 408
+            if exc.may_have_been_sent and not idempotent and not policy.retry_unsafe_posts:
+                return None
+            return RetryDecision(self.backoff(attempt))
+        if isinstance(exc, APIStatusError) and exc.status_code == 408:
+            return RetryDecision(self.backoff(attempt))
+        return None
