@@ -65,7 +65,10 @@ class RetryPolicy:
     max_retry_after: float = 60.0
     """Cap on a server's Retry-After (longer ones are cut to this)."""
     retry_unsafe_posts: bool = False
-    """Replay a POST that may have reached the server (risks paying twice)."""
+    """Replay a POST that may have reached the server (risks paying twice).
+
+    Never applies to purchases (a download PUT, a redownload): see `Route.purchase`.
+    """
 
     def __post_init__(self) -> None:
         max_retries: object = self.max_retries
@@ -202,10 +205,14 @@ Decide = Callable[[Exception, int], RetryDecision | None]
 """Given a failed attempt's error and its number (1-based): retry how, or None: give up."""
 
 
-def _explain_give_up(exc: Exception, reason: str) -> None:
-    """Say in the error's text why it was not retried (str(exc) is what callers print)."""
+def annotate(exc: Exception, note: str) -> None:
+    """Append ``(note)`` to the error's text: why it was not retried, say.
+
+    ``str(exc)`` is what callers print (the CLI's one line), so a PEP 678 note, shown
+    only in tracebacks, would not do.
+    """
     if exc.args and isinstance(exc.args[0], str):
-        exc.args = (f"{exc.args[0]} (not retried: {reason})", *exc.args[1:])
+        exc.args = (f"{exc.args[0]} ({note})", *exc.args[1:])
 
 
 BeforeSend = Callable[[], Awaitable[None]]
@@ -296,6 +303,7 @@ class Transport:
                 route.method, url, params=params, json=json, content=content, headers=headers
             ),
             idempotent=route.idempotent,
+            purchase=route.purchase,
             retry_rate_limits=retry_rate_limits,
             before_send=before_send,
         )
@@ -305,6 +313,7 @@ class Transport:
         build: Callable[[], httpx.Request],
         *,
         idempotent: bool,
+        purchase: bool = False,
         retry_rate_limits: bool = True,
         auth: httpx.Auth | None = None,
         before_send: BeforeSend | None = None,
@@ -313,7 +322,11 @@ class Transport:
         return await self.call_with_retries(
             lambda attempt: self.send(build(), attempt=attempt, auth=auth, before_send=before_send),
             lambda exc, attempt: self.retry_decision(
-                exc, attempt, idempotent=idempotent, retry_rate_limits=retry_rate_limits
+                exc,
+                attempt,
+                idempotent=idempotent,
+                purchase=purchase,
+                retry_rate_limits=retry_rate_limits,
             ),
         )
 
@@ -334,10 +347,10 @@ class Transport:
             wait = deadline.wait_within(decision.seconds, required=decision.required)
             if wait is None:
                 if attempts <= policy.max_retries and decision.required:
-                    _explain_give_up(
+                    annotate(
                         exc,
-                        f"the service's Retry-After of {decision.seconds:g}s would pass "
-                        f"max_retry_time={policy.max_retry_time:g}s",
+                        f"not retried: the service's Retry-After of {decision.seconds:g}s "
+                        f"would pass max_retry_time={policy.max_retry_time:g}s",
                     )
                 return False
             return wait
@@ -428,16 +441,19 @@ class Transport:
         attempt: int,
         *,
         idempotent: bool,
+        purchase: bool = False,
         retry_rate_limits: bool = True,
     ) -> RetryDecision | None:
         """Whether and how to retry after `exc` (failed attempt number `attempt`); None: don't.
 
         429s honour Retry-After, else about `rate_limit_wait`; 5xx honour Retry-After,
         else back off exponentially, as do 408 and connection errors. A request that may
-        have reached the service is replayed only when `idempotent` (or the policy opts
-        in); neither is a 504 on one.
+        have reached the service (a read timeout, a dropped connection, a 504) is
+        replayed only when `idempotent`, or when the policy opts in to replaying unsafe
+        POSTs and it is not a `purchase` (`Route.purchase`: never replayed blindly).
         """
         policy = self.policy
+        replayable = idempotent or (policy.retry_unsafe_posts and not purchase)
         if isinstance(exc, RateLimitError):
             if not retry_rate_limits:
                 return None
@@ -447,7 +463,7 @@ class Transport:
             return RetryDecision(policy.rate_limit_wait * (1 + 0.25 * random.random()))
         if isinstance(exc, InternalServerError):
             # A gateway timeout may hide a POST the service went on to process.
-            if exc.status_code == 504 and not idempotent and not policy.retry_unsafe_posts:
+            if exc.status_code == 504 and not replayable:
                 return None
             waited = retry_after_seconds(exc.response, policy.max_retry_after)
             if waited is not None:
@@ -456,7 +472,7 @@ class Transport:
         if isinstance(exc, _TokenUnavailable):
             return None  # the token request was retried already: don't multiply them
         if isinstance(exc, APIConnectionError):
-            if exc.may_have_been_sent and not idempotent and not policy.retry_unsafe_posts:
+            if exc.may_have_been_sent and not replayable:
                 return None
             return RetryDecision(self.backoff(attempt))
         if isinstance(exc, APIStatusError) and exc.status_code == 408:

@@ -313,14 +313,18 @@ async def test_get_is_retried_on_read_problems(
     assert route.call_count == 2
 
 
-async def test_download_put_is_retried_on_read_timeout(
+async def test_download_put_is_not_replayed_on_read_timeout(
     router: respx.MockRouter, make_client: ClientFactory
 ) -> None:
-    route = router.put(url(f"/v3/ai/image-generations/{GEN_ID}/images/0/download")).mock(
+    """Each PUT buys the image: a lost reply is checked with a GET (test_downloads.py)."""
+    dl_path = f"/v3/ai/image-generations/{GEN_ID}/images/0/download"
+    put = router.put(url(dl_path)).mock(
         side_effect=[httpx.ReadTimeout("slow"), respx.MockResponse(200, json={"url": "u"})]
     )
+    get = router.get(url(dl_path)).respond(200, json={"url": "u"})
     await make_client().downloads.create(GEN_ID, 0)
-    assert route.call_count == 2
+    assert put.call_count == 1
+    assert get.call_count == 1
 
 
 async def test_504_on_post_is_not_retried(
