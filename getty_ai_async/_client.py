@@ -183,7 +183,10 @@ class AsyncGettyAI:
                 access_token=access_token,
             )
             tokens = TokenProvider(
-                grant=grant, token_url=str(self.token_url), send=self._send_token_request
+                grant=grant,
+                token_url=str(self.token_url),
+                send=self._send_token_request,
+                send_once=self._send_token_request_once,
             )
         self._auth = GettyAuth(api_key, self.base_url, tokens)
         budget = None
@@ -317,10 +320,10 @@ class AsyncGettyAI:
         return GenerationRun(self, requests, **options)
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
-        # Retried like any idempotent call: a token request costs nothing.
-        return await self._transport.send_with_retries(
-            lambda: request, idempotent=True, auth=httpx.Auth()
-        )
+        return await self._transport.send_token_request(request)
+
+    async def _send_token_request_once(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.send_token_request(request, retry=False)
 
     # ------------------------------------------------------------------- lifecycle
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import logging
@@ -16,6 +17,7 @@ import anyio
 import httpx
 import stamina
 
+from ._logging import shown_url
 from ._routes import Route
 from .errors import (
     APIConnectionError,
@@ -23,6 +25,7 @@ from .errors import (
     APITimeoutError,
     InternalServerError,
     RateLimitError,
+    TokenUnavailableError,
     ValidationError,
     make_status_error,
 )
@@ -253,10 +256,6 @@ class _BeforeSend(httpx.Auth):
             await flow.aclose()
 
 
-class _TokenUnavailable(APIConnectionError):
-    """No token could be had (after the token request's own retries): nothing was sent."""
-
-
 class Transport:
     """Sends requests for routes: auth, QPS budget, retries, error mapping, logging."""
 
@@ -330,6 +329,19 @@ class Transport:
             ),
         )
 
+    async def send_token_request(
+        self, request: httpx.Request, *, retry: bool = True
+    ) -> httpx.Response:
+        """Send a request to the token endpoint (its own host, its own rate limits).
+
+        It carries no API credentials and stays outside the API's QPS budget: it neither
+        waits for a turn nor slows the budget down with its 429s. Retried like any
+        idempotent call (a token request costs nothing), unless `retry` is False.
+        """
+        policy = self.policy if retry else dataclasses.replace(self.policy, max_retries=0)
+        plain = Transport(self.http, httpx.Auth(), self.base_url, policy)
+        return await plain.send_with_retries(lambda: request, idempotent=True)
+
     async def call_with_retries(self, attempt: Callable[[int], Awaitable[T]], decide: Decide) -> T:
         """Run `attempt(number)` until it succeeds, `decide` gives up, or the policy does.
 
@@ -395,12 +407,12 @@ class Transport:
             response = await self.http.send(request, auth=auth, follow_redirects=False)
         except APIConnectionError as exc:
             if exc.request is request:
-                raise
-            # The token request failed, so this one never left: safe to resubmit later.
-            raise _TokenUnavailable(
-                f"{request.method} {request.url.path} not sent: {exc}",
+                raise  # TokenUnavailableError (from GettyAuth): this one never left
+            # The token request failed under some other auth: this one never left either.
+            raise TokenUnavailableError(
+                f"{request.method} {shown_url(request.url)} not sent: {exc}",
                 request=request,
-                may_have_been_sent=False,
+                token_error=exc,
             ) from exc
         except httpx.TransportError as exc:
             sent = not isinstance(exc, _NOT_SENT)
@@ -469,7 +481,7 @@ class Transport:
             if waited is not None:
                 return RetryDecision(waited, required=True)
             return RetryDecision(self.backoff(attempt))
-        if isinstance(exc, _TokenUnavailable):
+        if isinstance(exc, TokenUnavailableError):
             return None  # the token request was retried already: don't multiply them
         if isinstance(exc, APIConnectionError):
             if exc.may_have_been_sent and not replayable:
