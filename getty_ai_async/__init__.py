@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from . import errors
+import logging
+
+from . import _logging, errors
 from ._client import AsyncGettyAI
 from ._fanout import GenerationOutcome, GenerationRun, RunOptions, RunStats
 from ._generations import InfluenceOptions, SubmitOptions
@@ -60,6 +62,10 @@ __all__ = [
     "__version__",
     "errors",
 ]
+
+# A library is silent unless the application configures logging (see _logging.py).
+logging.getLogger("getty_ai_async").addHandler(logging.NullHandler())
+_logging.configure_from_env()
 
 for _name in __all__:
     _obj = globals()[_name]

@@ -17,7 +17,7 @@ import anyio
 import httpx
 import stamina
 
-from ._logging import shown_url
+from ._logging import install_retry_hook, shown_url
 from ._routes import Route
 from .errors import (
     APIConnectionError,
@@ -42,7 +42,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-log = logging.getLogger("getty_ai_async")
+log = logging.getLogger("getty_ai_async.http")
 
 # Timeouts and errors raised before a single byte of the request left the machine.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -273,6 +273,7 @@ class Transport:
         self._base = str(base_url).rstrip("/")
         self.policy = policy
         self.budget = budget
+        install_retry_hook()
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path (paths are already percent-encoded)."""
