@@ -28,6 +28,7 @@ from ._models import (
     PreviewUrl,
     SizeName,
 )
+from ._options import ClientOptions, GenerateOptions, SandboxOptions
 from ._transport import RetryPolicy
 from ._version import __version__
 
@@ -35,10 +36,12 @@ __all__ = [
     "AspectRatio",
     "AsyncGettyAI",
     "Category",
+    "ClientOptions",
     "DepthOfField",
     "Download",
     "DownloadSize",
     "FileRegistration",
+    "GenerateOptions",
     "GeneratedImage",
     "Generation",
     "GenerationHistory",
@@ -57,6 +60,7 @@ __all__ = [
     "RetryPolicy",
     "RunOptions",
     "RunStats",
+    "SandboxOptions",
     "SizeName",
     "SubmitOptions",
     "__version__",

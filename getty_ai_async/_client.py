@@ -31,6 +31,7 @@ from ._generations import Generations
 from ._history import History
 from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
+from ._options import GenerateOptions, SandboxOptions
 from ._rate import RateBudget
 from ._resource import check_positive
 from ._transport import RetryPolicy, Transport
@@ -200,7 +201,9 @@ class AsyncGettyAI:
         """The in-process sandbox this client talks to (see `sandbox()`), else None."""
 
     @classmethod
-    def sandbox(cls, simulator: Sandbox | None = None, /, **options: Any) -> Self:
+    def sandbox(
+        cls, simulator: Sandbox | None = None, /, **options: Unpack[SandboxOptions]
+    ) -> Self:
         """A client wired in-process to a fresh sandbox: no account, no network.
 
         Keyword arguments that name `SandboxConfig` or `FaultConfig` fields configure the
@@ -210,22 +213,24 @@ class AsyncGettyAI:
         # Imported here so that a normal client never loads the simulator.
         from .sandbox import FaultConfig, Sandbox, SandboxConfig
 
+        rest: dict[str, Any] = dict(options)
+
         def take(config: type[Any]) -> dict[str, Any]:
             names = {field.name for field in dataclasses.fields(config)}
-            return {name: options.pop(name) for name in list(options) if name in names}
+            return {name: rest.pop(name) for name in list(rest) if name in names}
 
         faults, settings = take(FaultConfig), take(SandboxConfig)
         if simulator is None:
             simulator = Sandbox(faults=FaultConfig(**faults), **settings)
         elif faults or settings:
             raise ValidationError("simulator", "pass sandbox settings or a Sandbox, not both")
-        options.setdefault("api_key", "sandbox-key")
-        options.setdefault("api_secret", "sandbox-secret")
+        rest.setdefault("api_key", "sandbox-key")
+        rest.setdefault("api_secret", "sandbox-secret")
         client = cls(
             base_url=simulator.api_base_url,
             token_url=simulator.token_url,
             transport=simulator.transport(),
-            **options,
+            **rest,
         )
         client.simulator = simulator
         return client
@@ -294,7 +299,9 @@ class AsyncGettyAI:
 
     # --------------------------------------------------------------------- helpers
 
-    async def generate(self, prompt: str | GenerationRequest, **options: Any) -> Generation:
+    async def generate(
+        self, prompt: str | GenerationRequest, **options: Unpack[GenerateOptions]
+    ) -> Generation:
         """Generate images and wait for them: shorthand for `generations.create`."""
         return await self.generations.create(prompt, **options)
 
