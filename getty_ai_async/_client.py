@@ -20,9 +20,9 @@ from ._constants import (
     DEFAULT_MAX_PENDING,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
-    DEFAULT_TOKEN_URL,
     DEFAULT_WAIT_TIMEOUT,
     LOOPBACK_HOSTS,
+    default_token_url,
 )
 from ._downloads import Downloads
 from ._fanout import GenerationRun, RequestLike, RunOptions
@@ -93,10 +93,11 @@ class AsyncGettyAI:
     tasks at once. Use it as ``async with AsyncGettyAI() as client:`` or call `aclose()`.
 
     Credentials come from the arguments, else the environment (``GETTY_API_KEY``,
-    ``GETTY_API_SECRET``, ``GETTY_BASE_URL``, ``GETTY_TOKEN_URL``). With a secret the
-    client uses the OAuth2 client-credentials grant (or the password grant when
-    `username`/`password` are given); with `access_token` it uses that token; with only
-    a key it sends just the ``Api-Key`` header.
+    ``GETTY_API_SECRET``, ``GETTY_BASE_URL``, ``GETTY_TOKEN_URL``). Without a token URL,
+    a base URL on a Getty host uses Getty's, any other ``{base_url}/oauth2/token``.
+    With a secret the client uses the OAuth2 client-credentials grant (or the password
+    grant when `username`/`password` are given); with `access_token` it uses that token;
+    with only a key it sends just the ``Api-Key`` header.
     """
 
     def __init__(
@@ -134,7 +135,7 @@ class AsyncGettyAI:
         )
         self.token_url = _checked_url(
             "token_url",
-            token_url or os.environ.get("GETTY_TOKEN_URL") or DEFAULT_TOKEN_URL,
+            token_url or os.environ.get("GETTY_TOKEN_URL") or default_token_url(self.base_url),
             allow_insecure_http,
         )
         self.poll_interval = check_positive("poll_interval", poll_interval)

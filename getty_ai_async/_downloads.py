@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import httpx
 
+from ._logging import shown_url
 from ._models import (
     Download,
     DownloadRequest,
@@ -250,7 +251,7 @@ class Downloads(AsyncResource):
             return Path(target)
         except httpx.TransportError as exc:
             # Download URLs are signed: the query string is a credential, keep it out.
-            shown = httpx.URL(url).copy_with(query=None)
+            shown = shown_url(url)
             request = httpx.Request("GET", shown)
             raise APIConnectionError(f"download of {shown} failed: {exc}", request=request) from exc
         finally:

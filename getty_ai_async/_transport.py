@@ -430,7 +430,7 @@ class Transport:
                 APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
             )
             raise error(
-                f"{request.method} {request.url.path} failed: {type(exc).__name__}: {exc}",
+                f"{request.method} {shown_url(request.url)} failed: {type(exc).__name__}: {exc}",
                 request=request,
                 may_have_been_sent=sent,
             ) from exc
