@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from . import errors
+import logging
+
+from . import _logging, errors
 from ._client import AsyncGettyAI
 from ._fanout import GenerationOutcome, GenerationRun, RunOptions, RunStats
 from ._generations import InfluenceOptions, SubmitOptions
@@ -27,6 +29,7 @@ from ._models import (
     PreviewUrl,
     SizeName,
 )
+from ._options import ClientOptions, GenerateOptions, SandboxOptions
 from ._transport import RetryPolicy
 from ._version import __version__
 
@@ -34,10 +37,12 @@ __all__ = [
     "AspectRatio",
     "AsyncGettyAI",
     "Category",
+    "ClientOptions",
     "DepthOfField",
     "Download",
     "DownloadSize",
     "FileRegistration",
+    "GenerateOptions",
     "GeneratedImage",
     "Generation",
     "GenerationHistory",
@@ -58,11 +63,16 @@ __all__ = [
     "RetryPolicy",
     "RunOptions",
     "RunStats",
+    "SandboxOptions",
     "SizeName",
     "SubmitOptions",
     "__version__",
     "errors",
 ]
+
+# A library is silent unless the application configures logging (see _logging.py).
+logging.getLogger("getty_ai_async").addHandler(logging.NullHandler())
+_logging.configure_from_env()
 
 for _name in __all__:
     _obj = globals()[_name]

@@ -15,13 +15,24 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 
-from .errors import APIConnectionError, APIStatusError, AuthenticationError, make_status_error
+from ._logging import shown_url
+from ._transport import retry_after_seconds
+from .errors import (
+    APIStatusError,
+    AuthenticationError,
+    GettyAIError,
+    TokenUnavailableError,
+    make_status_error,
+)
 
 __all__ = ["GettyAuth", "Grant", "TokenProvider"]
 
-log = logging.getLogger("getty_ai_async")
+log = logging.getLogger("getty_ai_async.auth")
 
 _MAX_REFRESH_MARGIN = 300.0
+_REFRESH_RETRY_WAIT = 1.0
+"""After a failed refresh ahead of expiry, the next one waits at least this long (or the
+token endpoint's Retry-After), and at most half the time the token has left."""
 
 Send = Callable[[httpx.Request], Awaitable[httpx.Response]]
 Clock = Callable[[], float]
@@ -83,7 +94,11 @@ class TokenProvider:
     grant: Grant
     token_url: str
     send: Send
+    """Sends a token request, with retries; raises `GettyAIError` when it fails."""
     clock: Clock = time.monotonic
+    send_once: Send | None = None
+    """Like `send` but one attempt: for refreshes while the current token is still
+    valid, which must not hold callers up with retry waits (default: `send`)."""
     fetches: int = field(default=0, init=False)
     _token: _Token | None = field(default=None, init=False)
     _refresh_token: str | None = field(default=None, init=False)
@@ -121,33 +136,54 @@ class TokenProvider:
             # Someone refreshed while we queued for the lock: use theirs.
             if current is not None and current is not stale:
                 return current.value
-            if not force and current is not None and not self.can_refresh:
+            # Not refreshable, or a failed refresh put the next one off meanwhile.
+            if (
+                not force
+                and current is not None
+                and (not self.can_refresh or self.clock() < current.refresh_at)
+            ):
                 return current.value
+            valid = not force and current is not None and self.clock() < current.expires_at
             try:
-                self._token = await self._fetch()
-            except (APIConnectionError, APIStatusError) as exc:
-                # A refresh ahead of expiry that fails for a passing reason must not fail
-                # callers while the token they have is still good.
-                if force or current is None or self.clock() >= current.expires_at:
+                self._token = await self._fetch(once=valid)
+            except GettyAIError as exc:
+                # Whatever went wrong (a 429 or 5xx of the token endpoint, a dropped
+                # connection, even a refused grant), a token that is still good keeps
+                # callers going; the next refresh is put off rather than tried per call.
+                if not valid or current is None:
                     raise
-                if isinstance(exc, APIStatusError) and exc.status_code < 500:
-                    raise
-                log.warning("token refresh failed (%s); the current token is still valid", exc)
+                now = self.clock()
+                current.refresh_at = now + self._retry_wait(exc, current.expires_at - now)
+                log.warning(
+                    "token refresh failed (%s); the current token is valid %.0fs more, "
+                    "next refresh in %.1fs",
+                    exc,
+                    current.expires_at - now,
+                    current.refresh_at - now,
+                )
                 return current.value
             return self._token.value
 
-    async def _fetch(self) -> _Token:
+    @staticmethod
+    def _retry_wait(exc: GettyAIError, left: float) -> float:
+        hint = 0.0
+        if isinstance(exc, APIStatusError):
+            hint = retry_after_seconds(exc.response, cap=left) or 0.0
+        return min(max(hint, _REFRESH_RETRY_WAIT), left / 2)
+
+    async def _fetch(self, *, once: bool = False) -> _Token:
         self.fetches += 1
+        send = self.send_once if once and self.send_once is not None else self.send
         try:
-            return await self._request(self._refresh_token)
+            return await self._request(self._refresh_token, send)
         except AuthenticationError:
             if self._refresh_token is None or self.grant.kind == "refresh_token":
                 raise
             # The refresh token expired; the original grant can still mint a new one.
             self._refresh_token = None
-            return await self._request(None)
+            return await self._request(None, send)
 
-    async def _request(self, refresh_token: str | None) -> _Token:
+    async def _request(self, refresh_token: str | None, send: Send) -> _Token:
         started = self.clock()
         request = httpx.Request(
             "POST",
@@ -156,7 +192,7 @@ class TokenProvider:
             headers={"Accept": "application/json"},
         )
         try:
-            response = await self.send(request)
+            response = await send(request)
         except APIStatusError as exc:
             # The client's `send` raises for error statuses: map them like a returned one.
             response = exc.response
@@ -193,6 +229,27 @@ class _NoRefresh(Exception):
     """A caller-supplied token was refused and there is nothing to refresh it with."""
 
 
+async def _or_unavailable(request: httpx.Request, token_url: str, token: Awaitable[str]) -> str:
+    """A token for `request`; if the token endpoint failed, `TokenUnavailableError`.
+
+    The token endpoint refusing the credentials stays an `AuthenticationError`. Any
+    other failure (its 429 or 5xx after retries, a connection error) must not pass for
+    the API route's own answer: a 429 there is not the route's rate limit, and certainly
+    not a sign that the account's pending cap is full.
+    """
+    try:
+        return await token
+    except AuthenticationError:
+        raise
+    except GettyAIError as exc:
+        raise TokenUnavailableError(
+            f"{request.method} {shown_url(request.url)} not sent: no access token from "
+            f"{shown_url(token_url)}: {exc}",
+            request=request,
+            token_error=exc,
+        ) from exc
+
+
 class GettyAuth(httpx.Auth):
     """Adds ``Api-Key`` and ``Authorization: Bearer`` to requests bound for the API host.
 
@@ -219,13 +276,14 @@ class GettyAuth(httpx.Auth):
         if self.tokens is None:
             yield request
             return
-        token = await self.tokens.token()
+        tokens = self.tokens
+        token = await _or_unavailable(request, tokens.token_url, tokens.token())
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code != 401:
             return
         try:
-            token = await self.tokens.reject(token)
+            token = await _or_unavailable(request, tokens.token_url, tokens.reject(token))
         except _NoRefresh:
             return
         log.debug("401 from %s; replaying once with a fresh token", request.url.path)

@@ -24,9 +24,9 @@ from ._constants import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
-    DEFAULT_TOKEN_URL,
     DEFAULT_WAIT_TIMEOUT,
     LOOPBACK_HOSTS,
+    default_token_url,
 )
 from ._downloads import Downloads
 from ._fanout import GenerationRun, RequestLike, RunOptions, _Engine
@@ -36,6 +36,7 @@ from ._history import History
 from ._lease import Limiter
 from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
+from ._options import GenerateOptions, SandboxOptions
 from ._poller import Poller
 from ._rate import RateBudget
 from ._resource import check_positive
@@ -71,6 +72,25 @@ def _checked_url(field: str, value: str, allow_insecure_http: bool) -> httpx.URL
     return url
 
 
+def _retry_policy(
+    policy: RetryPolicy | None, max_retries: int | None, max_retry_time: float | None
+) -> RetryPolicy:
+    """The client's retry rules: `retry_policy`, or one built from the two shorthands."""
+    if policy is None:
+        default = RetryPolicy()
+        return dataclasses.replace(
+            default,
+            max_retries=default.max_retries if max_retries is None else max_retries,
+            max_retry_time=default.max_retry_time if max_retry_time is None else max_retry_time,
+        )
+    for name, value in (("max_retries", max_retries), ("max_retry_time", max_retry_time)):
+        if value is not None:
+            raise ValidationError(
+                name, f"set it in retry_policy= (RetryPolicy({name}=...)), not beside it"
+            )
+    return policy
+
+
 class AsyncGettyAI:
     """Async client for the Getty Images AI Generator API.
 
@@ -79,10 +99,11 @@ class AsyncGettyAI:
     tasks at once. Use it as ``async with AsyncGettyAI() as client:`` or call `aclose()`.
 
     Credentials come from the arguments, else the environment (``GETTY_API_KEY``,
-    ``GETTY_API_SECRET``, ``GETTY_BASE_URL``, ``GETTY_TOKEN_URL``). With a secret the
-    client uses the OAuth2 client-credentials grant (or the password grant when
-    `username`/`password` are given); with `access_token` it uses that token; with only
-    a key it sends just the ``Api-Key`` header.
+    ``GETTY_API_SECRET``, ``GETTY_BASE_URL``, ``GETTY_TOKEN_URL``). Without a token URL,
+    a base URL on a Getty host uses Getty's, any other ``{base_url}/oauth2/token``.
+    With a secret the client uses the OAuth2 client-credentials grant (or the password
+    grant when `username`/`password` are given); with `access_token` it uses that token;
+    with only a key it sends just the ``Api-Key`` header.
     """
 
     def __init__(
@@ -105,8 +126,8 @@ class AsyncGettyAI:
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         history_grace: float = DEFAULT_HISTORY_GRACE,
         timeout: float | httpx.Timeout | None = None,
-        max_retries: int = 4,
-        max_retry_time: float = 60.0,
+        max_retries: int | None = None,
+        max_retry_time: float | None = None,
         retry_policy: RetryPolicy | None = None,
         limits: httpx.Limits | None = None,
         http_client: httpx.AsyncClient | None = None,
@@ -124,13 +145,11 @@ class AsyncGettyAI:
         )
         self.token_url = _checked_url(
             "token_url",
-            token_url or os.environ.get("GETTY_TOKEN_URL") or DEFAULT_TOKEN_URL,
+            token_url or os.environ.get("GETTY_TOKEN_URL") or default_token_url(self.base_url),
             allow_insecure_http,
         )
         self.poll_interval = check_positive("poll_interval", poll_interval)
         self.wait_timeout = check_positive("wait_timeout", wait_timeout)
-        if max_retries < 0:
-            raise ValidationError("max_retries", "must be >= 0")
         if (username is None) != (password is None):
             raise ValidationError(
                 "password" if password is None else "username", "username and password go together"
@@ -160,6 +179,8 @@ class AsyncGettyAI:
             raise ValidationError("history_grace", f"must be >= 0 seconds, got {history_grace!r}")
         self.history_grace = history_grace
         """Seconds to keep looking in the history for a POST whose reply was lost."""
+
+        policy = _retry_policy(retry_policy, max_retries, max_retry_time)
 
         self.max_requests_per_second = max_requests_per_second
         self._owns_http = http_client is None
@@ -195,10 +216,12 @@ class AsyncGettyAI:
                 access_token=access_token,
             )
             tokens = TokenProvider(
-                grant=grant, token_url=str(self.token_url), send=self._send_token_request
+                grant=grant,
+                token_url=str(self.token_url),
+                send=self._send_token_request,
+                send_once=self._send_token_request_once,
             )
         self._auth = GettyAuth(api_key, self.base_url, tokens)
-        policy = retry_policy or RetryPolicy(max_retries=max_retries, max_retry_time=max_retry_time)
         budget = None
         if max_requests_per_second is not None:
             try:
@@ -218,7 +241,9 @@ class AsyncGettyAI:
         """The in-process sandbox this client talks to (see `sandbox()`), else None."""
 
     @classmethod
-    def sandbox(cls, simulator: Sandbox | None = None, /, **options: Any) -> Self:
+    def sandbox(
+        cls, simulator: Sandbox | None = None, /, **options: Unpack[SandboxOptions]
+    ) -> Self:
         """A client wired in-process to a fresh sandbox: no account, no network.
 
         Keyword arguments that name `SandboxConfig` or `FaultConfig` fields configure the
@@ -228,22 +253,24 @@ class AsyncGettyAI:
         # Imported here so that a normal client never loads the simulator.
         from .sandbox import FaultConfig, Sandbox, SandboxConfig
 
+        rest: dict[str, Any] = dict(options)
+
         def take(config: type[Any]) -> dict[str, Any]:
             names = {field.name for field in dataclasses.fields(config)}
-            return {name: options.pop(name) for name in list(options) if name in names}
+            return {name: rest.pop(name) for name in list(rest) if name in names}
 
         faults, settings = take(FaultConfig), take(SandboxConfig)
         if simulator is None:
             simulator = Sandbox(faults=FaultConfig(**faults), **settings)
         elif faults or settings:
             raise ValidationError("simulator", "pass sandbox settings or a Sandbox, not both")
-        options.setdefault("api_key", "sandbox-key")
-        options.setdefault("api_secret", "sandbox-secret")
+        rest.setdefault("api_key", "sandbox-key")
+        rest.setdefault("api_secret", "sandbox-secret")
         client = cls(
             base_url=simulator.api_base_url,
             token_url=simulator.token_url,
             transport=simulator.transport(),
-            **options,
+            **rest,
         )
         client.simulator = simulator
         return client
@@ -313,7 +340,9 @@ class AsyncGettyAI:
 
     # --------------------------------------------------------------------- helpers
 
-    async def generate(self, prompt: str | GenerationRequest, **options: Any) -> Generation:
+    async def generate(
+        self, prompt: str | GenerationRequest, **options: Unpack[GenerateOptions]
+    ) -> Generation:
         """Generate images and wait for them: shorthand for `generations.create`."""
         return await self.generations.create(prompt, **options)
 
@@ -341,10 +370,10 @@ class AsyncGettyAI:
         return run
 
     async def _send_token_request(self, request: httpx.Request) -> httpx.Response:
-        # Retried like any idempotent call: a token request costs nothing.
-        return await self._transport.send_with_retries(
-            lambda: request, idempotent=True, auth=httpx.Auth()
-        )
+        return await self._transport.send_token_request(request)
+
+    async def _send_token_request_once(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport.send_token_request(request, retry=False)
 
     # ------------------------------------------------------------------- lifecycle
 

@@ -6,6 +6,24 @@ import httpx
 
 DEFAULT_BASE_URL = "https://api.gettyimages.com"
 DEFAULT_TOKEN_URL = "https://authentication.gettyimages.com/oauth2/token"  # noqa: S105
+GETTY_DOMAIN = "gettyimages.com"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 (a path)
+
+
+def default_token_url(base_url: httpx.URL) -> str:
+    """The token URL to use with `base_url` when none is given.
+
+    Getty's own hosts use Getty's authentication server. Any other base URL (the
+    sandbox served on loopback, a proxy, a test double) gets ``{base_url}/oauth2/token``:
+    that is where the sandbox serves it, and the client secret then goes only to the
+    host the caller chose for everything else, never to Getty's host on the side.
+    """
+    host = base_url.host
+    if host == GETTY_DOMAIN or host.endswith("." + GETTY_DOMAIN):
+        return DEFAULT_TOKEN_URL
+    return str(base_url).rstrip("/") + TOKEN_PATH
+
+
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=50)
 DEFAULT_MAX_PENDING = 8

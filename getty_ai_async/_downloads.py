@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import anyio
 import httpx
-import stamina
 
+from ._logging import shown_url
 from ._models import (
     Download,
     DownloadRequest,
@@ -21,15 +22,20 @@ from ._models import (
 )
 from ._resource import AsyncResource, build, poll_until_ready
 from ._routes import ROUTES, validate_id, validate_index
+from ._transport import Deadline, annotate
 from .errors import (
     APIConnectionError,
     ConflictError,
+    GettyAIError,
     InternalServerError,
+    NotFoundError,
     ValidationError,
     make_status_error,
 )
 
 __all__ = ["Downloads"]
+
+log = logging.getLogger("getty_ai_async.downloads")
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
@@ -60,19 +66,17 @@ class Downloads(AsyncResource):
     ) -> Download:
         """Request a download (PUT); a 202 is polled until the URL is ready.
 
-        A 409 (this image's download is already in progress) is treated as pending.
+        Each PUT is a purchase, so one whose reply never came is not sent again blindly:
+        ``GET .../download`` tells whether it took effect (200 or 202: it did), and only a
+        404 (no download started) leads to another PUT. A 409 (this image's download is
+        already in progress) is treated as pending. (The GET cannot tell sizes apart: if
+        another size of this image was bought before, that download may be what it shows.)
         """
         path_params = self._path_params(generation_request_id, index)
         request = build(
             DownloadRequest, size_name=size_name, project_code=project_code, notes=notes
         )
-        try:
-            response = await self._transport.request(
-                ROUTES["download_create"], path_params=path_params, json=request.to_body()
-            )
-            download = Download.from_response(_json(response), pending=response.status_code == 202)
-        except ConflictError:
-            download = Download.from_response(None, pending=True)
+        download = await self._buy(generation_request_id, index, path_params, request.to_body())
         if not download.is_pending or not wait:
             return download
         return await poll_until_ready(
@@ -83,6 +87,54 @@ class Downloads(AsyncResource):
             timeout=self._client.wait_timeout if timeout is None else timeout,
             what="download",
         )
+
+    async def _buy(
+        self,
+        generation_request_id: str,
+        index: int,
+        path_params: dict[str, str | int],
+        body: object,
+    ) -> Download:
+        """PUT the download, sending it again only once the service says it did not happen."""
+        transport = self._transport
+        route = ROUTES["download_create"]
+        deadline = Deadline.after(transport.policy.max_retry_time)
+        resent = 0
+        while True:
+            try:
+                response = await transport.request(route, path_params=path_params, json=body)
+            except ConflictError:
+                return Download.from_response(None, pending=True)
+            except (APIConnectionError, InternalServerError) as exc:
+                if not _reply_lost(exc):
+                    raise
+                lost = exc
+            else:
+                return Download.from_response(_json(response), pending=response.status_code == 202)
+            log.info(
+                "no reply to the download PUT of %s image %d (%s); asking whether it took effect",
+                generation_request_id,
+                index,
+                type(lost).__name__,
+            )
+            try:
+                return await self.get(generation_request_id, index)
+            except NotFoundError:
+                pass  # no download was started: the PUT did not take effect
+            except GettyAIError as exc:
+                annotate(
+                    lost,
+                    f"not sent again: it may have been bought, and asking failed ({exc}): call "
+                    "downloads.get() to find out before buying again",
+                )
+                raise lost from exc
+            resent += 1
+            if resent > transport.policy.max_retries or not await deadline.sleep(
+                transport.backoff(resent)
+            ):
+                annotate(lost, "not sent again: the service reports no download started")
+                raise lost
+            log.info("the download PUT did not take effect; sending it again")
 
     async def get(self, generation_request_id: str, index: int) -> Download:
         """One GET of a download; `is_pending` while the service still answers 202."""
@@ -116,7 +168,16 @@ class Downloads(AsyncResource):
             project_code=project_code,
             notes=notes,
         )
-        response = await self._transport.request(ROUTES["redownload"], json=request.to_body())
+        try:
+            response = await self._transport.request(ROUTES["redownload"], json=request.to_body())
+        except (APIConnectionError, InternalServerError) as exc:
+            if _reply_lost(exc):
+                annotate(
+                    exc,
+                    "not sent again: it may have been bought, and nothing tells "
+                    "whether a redownload took effect",
+                )
+            raise
         return Download.from_response(_json(response), pending=False)
 
     async def save(
@@ -157,19 +218,11 @@ class Downloads(AsyncResource):
         folder = await anyio.Path(directory).resolve()
         await folder.mkdir(parents=True, exist_ok=True)
         name = safe_filename(filename)
-        policy = self._transport.policy
-        retrying = stamina.retry_context(
-            on=(APIConnectionError, InternalServerError),
-            attempts=policy.max_retries + 1,
-            timeout=policy.max_retry_time,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
+        transport = self._transport
+        return await transport.call_with_retries(
+            lambda _: self._stream_to(url, folder, name),
+            lambda exc, attempt: transport.retry_decision(exc, attempt, idempotent=True),
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._stream_to(url, folder, name)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _stream_to(self, url: str, folder: anyio.Path, name: str) -> Path:
         transport = self._transport
@@ -198,7 +251,7 @@ class Downloads(AsyncResource):
             return Path(target)
         except httpx.TransportError as exc:
             # Download URLs are signed: the query string is a credential, keep it out.
-            shown = httpx.URL(url).copy_with(query=None)
+            shown = shown_url(url)
             request = httpx.Request("GET", shown)
             raise APIConnectionError(f"download of {shown} failed: {exc}", request=request) from exc
         finally:
@@ -212,6 +265,13 @@ class Downloads(AsyncResource):
             "generation_request_id": validate_id("generation_request_id", generation_request_id),
             "index": validate_index(index),
         }
+
+
+def _reply_lost(exc: APIConnectionError | InternalServerError) -> bool:
+    """The request may have taken effect, but its reply never came back."""
+    if isinstance(exc, InternalServerError):
+        return exc.status_code == 504
+    return exc.may_have_been_sent
 
 
 def _json(response: httpx.Response) -> object:

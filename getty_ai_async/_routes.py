@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
@@ -22,10 +23,15 @@ class Route:
     name: str
     method: str
     template: str
+    purchase: bool = False
+    """Each request buys something (a download): it is never replayed when it may have
+    reached the service, whatever its method or the retry policy; the caller finds out
+    whether it took effect instead (see `Downloads.create`)."""
 
     @property
     def idempotent(self) -> bool:
-        return self.method in {"GET", "PUT", "HEAD", "DELETE"}
+        """Whether sending it twice does no more than sending it once."""
+        return not self.purchase and self.method in {"GET", "PUT", "HEAD", "DELETE"}
 
     def path(self, **params: str | int) -> str:
         """Fill the template; ids and indexes are validated, then percent-encoded."""
@@ -41,13 +47,20 @@ class Route:
 
 
 def validate_id(field: str, value: object) -> str:
-    """Reject ids that could escape their path segment (``/``, ``..``, ``?``, ``#``)."""
+    """Reject ids that could escape their path segment (``/``, ``..``, ``?``, ``#``).
+
+    A value made only of dots is refused too: ``.`` is a dot segment that URL
+    normalisation removes (``get(".")`` would be ``GET /v3/ai/image-generations``).
+    Checked after NFKC folding, so a fullwidth dot is no way around it.
+    """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "must be a non-empty string")
     if any(bad in value for bad in _FORBIDDEN_IN_ID) or any(ch.isspace() for ch in value):
         raise ValidationError(
             field, f"{value!r} is not a valid id (no '/', '..', '?', '#', spaces)"
         )
+    if not unicodedata.normalize("NFKC", value).strip("."):
+        raise ValidationError(field, f"{value!r} is not a valid id (a dot segment)")
     return value
 
 
@@ -75,9 +88,9 @@ ROUTES: Final = {
         Route("influence_composition", "POST", _GEN + "/influence-composition-by-image"),
         Route("generate_background", "POST", "/beta/ai/image-generations/background-generations"),
         Route("download_sizes", "GET", _IMAGE + "/download-sizes"),
-        Route("download_create", "PUT", _IMAGE + "/download"),
+        Route("download_create", "PUT", _IMAGE + "/download", purchase=True),
         Route("download_get", "GET", _IMAGE + "/download"),
-        Route("redownload", "POST", "/v3/ai/redownloads"),
+        Route("redownload", "POST", "/v3/ai/redownloads", purchase=True),
         Route("history_list", "GET", "/v3/ai/generation-history"),
         Route("history_get", "GET", "/v3/ai/generation-history/{generation_request_id}"),
         Route("file_register", "POST", "/beta/ai/file-registrations"),

@@ -35,7 +35,7 @@ from ._poller import parse_generation
 from ._reconcile import find_in_history
 from ._routes import Route
 from ._sending import SendAborted
-from ._transport import retry_after_seconds
+from ._transport import Deadline, annotate, retry_after_seconds
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -43,6 +43,7 @@ from .errors import (
     MalformedResponseError,
     RateLimitError,
     SubmissionUncertainError,
+    TokenUnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ async def submit(
     transport = client._transport
     policy = transport.policy
     url = transport.url(route.path(**(path_params or {})))
-    deadline = anyio.current_time() + policy.max_retry_time
+    deadline = Deadline.after(policy.max_retry_time)
     refusals = 0
 
     async def sending() -> None:
@@ -188,8 +189,12 @@ async def submit(
             if refusals > policy.max_retries:
                 raise
             delay = retry_after_seconds(exc.response, policy.max_retry_after)
-            wait = policy.rate_limit_wait * (1 + 0.25 * random.random()) if delay is None else delay
-            await _sleep_within(wait, deadline, exc)
+            if delay is None:
+                await _sleep_within(
+                    deadline, policy.rate_limit_wait * (1 + 0.25 * random.random()), exc
+                )
+            else:
+                await _sleep_within(deadline, delay, exc, retry_after=True)
             continue
         except MalformedResponseError as exc:
             # A 2xx the service sent: it accepted the POST, we just cannot read the id.
@@ -202,7 +207,7 @@ async def submit(
             refusals += 1
             if fate is Fate.REFUSED or refusals > policy.max_retries:
                 raise
-            await _sleep_within(_backoff(policy, refusals), deadline, exc)
+            await _sleep_within(deadline, transport.backoff(refusals), exc)
             continue
         except APIConnectionError as exc:
             if exc.may_have_been_sent and not policy.retry_unsafe_posts:
@@ -210,9 +215,9 @@ async def submit(
             await _give_back(state)
             refusals += 1
             # A token that could not be had was retried already: don't multiply tries.
-            if type(exc).__name__ == "_TokenUnavailable" or refusals > policy.max_retries:
+            if isinstance(exc, TokenUnavailableError) or refusals > policy.max_retries:
                 raise
-            await _sleep_within(_backoff(policy, refusals), deadline, exc)
+            await _sleep_within(deadline, transport.backoff(refusals), exc)
             continue
         except BaseException:
             # Cancelled: if the POST left, its fate is unknown to us; either way this
@@ -230,28 +235,28 @@ async def _give_back(state: SubmitState, *, pending_cap: bool = False) -> None:
     await release_leases(state.leases, pending_cap=pending_cap)
 
 
-def _backoff(policy: Any, failures: int) -> float:
-    base = min(policy.wait_max, policy.wait_initial * 2 ** (failures - 1))
-    return float(base + random.uniform(0, policy.wait_jitter))
-
-
-async def _sleep_within(seconds: float, deadline: float, error: GettyAIError) -> None:
-    """Sleep, unless that would cross the deadline: then give up with `error` now."""
-    left = deadline - anyio.current_time()
-    if seconds > left:
-        error.add_note(f"gave up: waiting {seconds:.2f}s more would pass max_retry_time")
+async def _sleep_within(
+    deadline: Deadline, seconds: float, error: GettyAIError, *, retry_after: bool = False
+) -> None:
+    """Sleep (cut to the deadline), or give up with `error` when no time is left or a
+    Retry-After alone would cross the deadline."""
+    if not await deadline.sleep(seconds, required=retry_after):
+        why = (
+            f"the service's Retry-After of {seconds:g}s would pass max_retry_time"
+            if retry_after
+            else "max_retry_time passed"
+        )
+        annotate(error, f"not retried: {why}")
         raise error
-    await anyio.sleep(seconds)
 
 
 async def _wait_for_room(
-    limiter: Limiter, longest: float, deadline: float, error: GettyAIError
+    limiter: Limiter, longest: float, deadline: Deadline, error: GettyAIError
 ) -> None:
-    left = deadline - anyio.current_time()
-    if left <= 0:
-        error.add_note("gave up: max_retry_time passed while the pending cap stayed full")
+    if deadline.expired:
+        annotate(error, "not retried: max_retry_time passed while the pending cap stayed full")
         raise error
-    await limiter.wait_for_room(min(longest, left))
+    await limiter.wait_for_room(min(longest, deadline.remaining()))
 
 
 async def _reconcile(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email.utils
 import logging
@@ -10,11 +11,13 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import anyio
 import httpx
 import stamina
 
+from ._logging import install_retry_hook, shown_url
 from ._routes import Route
 from ._sending import OnSent, SendWatch, reports_sending
 from .errors import (
@@ -23,12 +26,24 @@ from .errors import (
     APITimeoutError,
     InternalServerError,
     RateLimitError,
+    TokenUnavailableError,
+    ValidationError,
     make_status_error,
 )
 
-__all__ = ["RequestBudget", "RetryPolicy", "Transport", "retry_after_seconds"]
+__all__ = [
+    "Deadline",
+    "RequestBudget",
+    "RetryDecision",
+    "RetryPolicy",
+    "Transport",
+    "retry_after_seconds",
+    "wait_within",
+]
 
-log = logging.getLogger("getty_ai_async")
+T = TypeVar("T")
+
+log = logging.getLogger("getty_ai_async.http")
 
 # Timeouts and errors raised before a single byte of the request left the machine.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
@@ -41,15 +56,48 @@ class RetryPolicy:
     max_retries: int = 4
     """Retries after the first attempt; 0 disables retrying."""
     max_retry_time: float = 60.0
-    """Give up retrying once this many seconds have passed since the first attempt."""
+    """No wait for a retry ends later than this many seconds after the first attempt.
+
+    The last backoff is cut to fit; a Retry-After that would cross it ends the retrying
+    at once (the error says so). It bounds waits, not how long an attempt may take.
+    """
     wait_initial: float = 0.25
     wait_max: float = 8.0
     wait_jitter: float = 0.5
     rate_limit_wait: float = 1.0
     """Wait after a 429 that carries no Retry-After (Getty advises one second)."""
     max_retry_after: float = 60.0
+    """Cap on a server's Retry-After (longer ones are cut to this)."""
     retry_unsafe_posts: bool = False
-    """Replay a POST that may have reached the server (risks paying twice)."""
+    """Replay a POST that may have reached the server (risks paying twice).
+
+    Never applies to purchases (a download PUT, a redownload): see `Route.purchase`.
+    """
+
+    def __post_init__(self) -> None:
+        max_retries: object = self.max_retries
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValidationError("max_retries", f"must be an integer >= 0, got {max_retries!r}")
+        _check_seconds("max_retry_time", self.max_retry_time, allow_inf=True)
+        for name in ("wait_initial", "wait_max", "wait_jitter", "rate_limit_wait"):
+            _check_seconds(name, getattr(self, name))
+        _check_seconds("max_retry_after", self.max_retry_after)
+        if not isinstance(self.retry_unsafe_posts, bool):
+            raise ValidationError(
+                "retry_unsafe_posts", f"must be True or False, got {self.retry_unsafe_posts!r}"
+            )
+
+
+def _check_seconds(field: str, value: object, *, allow_inf: bool = False) -> None:
+    """A duration in seconds: a real number >= 0 (never NaN; infinite only if allowed)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or math.isnan(value)
+        or value < 0
+        or (math.isinf(value) and not allow_inf)
+    ):
+        raise ValidationError(field, f"must be a number of seconds >= 0, got {value!r}")
 
 
 class RequestBudget(Protocol):
@@ -60,8 +108,22 @@ class RequestBudget(Protocol):
     def throttled(self) -> None: ...
 
 
+DEFAULT_RETRY_AFTER_FLOOR = 0.1
+RETRY_AFTER_FLOOR = DEFAULT_RETRY_AFTER_FLOOR
+"""The shortest wait a Retry-After gets, in seconds (module-level so tests can shrink it).
+
+``Retry-After: 0``, a negative value or an HTTP-date in the past mean "now": taken
+literally, every client told so retries at the same instant. Such values (anything
+under the floor) wait the floor plus up to 100% jitter instead.
+"""
+
+
 def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
-    """Parse ``Retry-After`` (delta seconds or HTTP-date), capped; None when absent or bad."""
+    """Parse ``Retry-After`` (delta seconds or HTTP-date), capped; None when absent or bad.
+
+    Values under `RETRY_AFTER_FLOOR` (0, negative, a date in the past) become the floor
+    plus up to 100% jitter; `cap` bounds the result either way.
+    """
     value = response.headers.get("retry-after")
     if not value:
         return None
@@ -77,7 +139,84 @@ def retry_after_seconds(response: httpx.Response, cap: float) -> float | None:
         seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
     if math.isnan(seconds):
         return None
-    return min(max(seconds, 0.0), cap)
+    if seconds < RETRY_AFTER_FLOOR:
+        seconds = RETRY_AFTER_FLOOR * (1.0 + random.random())
+    return min(seconds, cap)
+
+
+def wait_within(
+    deadline: float, seconds: float, *, required: bool = False, now: float | None = None
+) -> float | None:
+    """How long to wait before the next try without crossing `deadline`; None: give up now.
+
+    `deadline` and `now` are on the `anyio.current_time()` clock (`now` defaults to it).
+    A wait that ends by the deadline is kept (negative ones become 0). A longer one is
+    cut to the time left, so the last try happens at the deadline, unless it is
+    `required` (a server's Retry-After: trying sooner is pointless), in which case the
+    answer is None. None too when no time is left. This is the one rule for every
+    retry and poll wait of the package.
+    """
+    left = deadline - (anyio.current_time() if now is None else now)
+    if left <= 0:
+        return None
+    if seconds <= left:
+        return max(seconds, 0.0)
+    return None if required else left
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A moment on the `anyio.current_time()` clock that no wait may cross (see `wait_within`)."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """The deadline `seconds` from now (``math.inf``: none)."""
+        return cls(anyio.current_time() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(self.at - anyio.current_time(), 0.0)
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def wait_within(self, seconds: float, *, required: bool = False) -> float | None:
+        """`wait_within` for this deadline."""
+        return wait_within(self.at, seconds, required=required)
+
+    async def sleep(self, seconds: float, *, required: bool = False) -> bool:
+        """Sleep as `wait_within` allows; False (without sleeping) means give up."""
+        wait = self.wait_within(seconds, required=required)
+        if wait is None:
+            return False
+        await anyio.sleep(wait)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What to do after a failed attempt: wait `seconds`, then try again."""
+
+    seconds: float
+    required: bool = False
+    """The wait comes from the server (Retry-After): do not retry sooner."""
+
+
+Decide = Callable[[Exception, int], RetryDecision | None]
+"""Given a failed attempt's error and its number (1-based): retry how, or None: give up."""
+
+
+def annotate(exc: Exception, note: str) -> None:
+    """Append ``(note)`` to the error's text: why it was not retried, say.
+
+    ``str(exc)`` is what callers print (the CLI's one line), so a PEP 678 note, shown
+    only in tracebacks, would not do.
+    """
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]} ({note})", *exc.args[1:])
 
 
 BeforeSend = Callable[[], Awaitable[None]]
@@ -118,10 +257,6 @@ class _BeforeSend(httpx.Auth):
             await flow.aclose()
 
 
-class _TokenUnavailable(APIConnectionError):
-    """No token could be had (after the token request's own retries): nothing was sent."""
-
-
 class Transport:
     """Sends requests for routes: auth, QPS budget, retries, error mapping, logging."""
 
@@ -140,6 +275,7 @@ class Transport:
         self.policy = policy
         self.budget = budget
         self.reports_sending = reports_sending(http, base_url)
+        install_retry_hook()
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path (paths are already percent-encoded)."""
@@ -166,6 +302,7 @@ class Transport:
                 route.method, url, params=params, json=json, content=content, headers=headers
             ),
             idempotent=route.idempotent,
+            purchase=route.purchase,
             retry_rate_limits=retry_rate_limits,
         )
 
@@ -174,24 +311,79 @@ class Transport:
         build: Callable[[], httpx.Request],
         *,
         idempotent: bool,
+        purchase: bool = False,
         retry_rate_limits: bool = True,
         auth: httpx.Auth | None = None,
     ) -> httpx.Response:
-        """Send the request `build` makes, retrying per the policy (see `_backoff`)."""
+        """Send the request `build` makes, retrying per the policy (see `retry_decision`)."""
+        return await self.call_with_retries(
+            lambda attempt: self.send(build(), attempt=attempt, auth=auth),
+            lambda exc, attempt: self.retry_decision(
+                exc,
+                attempt,
+                idempotent=idempotent,
+                purchase=purchase,
+                retry_rate_limits=retry_rate_limits,
+            ),
+        )
+
+    async def send_token_request(
+        self, request: httpx.Request, *, retry: bool = True
+    ) -> httpx.Response:
+        """Send a request to the token endpoint (its own host, its own rate limits).
+
+        It carries no API credentials and stays outside the API's QPS budget: it neither
+        waits for a turn nor slows the budget down with its 429s. Retried like any
+        idempotent call (a token request costs nothing), unless `retry` is False.
+        """
+        policy = self.policy if retry else dataclasses.replace(self.policy, max_retries=0)
+        plain = Transport(self.http, httpx.Auth(), self.base_url, policy)
+        return await plain.send_with_retries(lambda: request, idempotent=True)
+
+    async def call_with_retries(self, attempt: Callable[[int], Awaitable[T]], decide: Decide) -> T:
+        """Run `attempt(number)` until it succeeds, `decide` gives up, or the policy does.
+
+        Retries are stamina's (at most ``max_retries``); every wait is bounded by the
+        ``max_retry_time`` deadline through `wait_within`.
+        """
         policy = self.policy
+        deadline = Deadline.after(policy.max_retry_time)
         attempts = 0
-        async for attempt in stamina.retry_context(
-            on=lambda exc: self._backoff(exc, idempotent, retry_rate_limits),
+
+        def on(exc: Exception) -> bool | float:
+            decision = decide(exc, attempts)
+            if decision is None:
+                return False
+            wait = deadline.wait_within(decision.seconds, required=decision.required)
+            if wait is None:
+                if attempts <= policy.max_retries and decision.required:
+                    annotate(
+                        exc,
+                        f"not retried: the service's Retry-After of {decision.seconds:g}s "
+                        f"would pass max_retry_time={policy.max_retry_time:g}s",
+                    )
+                return False
+            return wait
+
+        async for retrying in stamina.retry_context(
+            on=on,
             attempts=policy.max_retries + 1,
-            timeout=policy.max_retry_time,
-            wait_initial=policy.wait_initial,
-            wait_max=policy.wait_max,
-            wait_jitter=policy.wait_jitter,
+            # `on` returns every wait itself (see `backoff`), bounded by the deadline.
+            timeout=None,
         ):
-            with attempt:
+            with retrying:
                 attempts += 1
-                return await self.send(build(), attempt=attempts, auth=auth)
+                return await attempt(attempts)
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter after failed attempt number `attempt` (1-based)."""
+        policy = self.policy
+        jitter = random.uniform(0, policy.wait_jitter) if policy.wait_jitter else 0.0
+        try:
+            return min(policy.wait_max, policy.wait_initial * 2.0 ** (attempt - 1) + jitter)
+        except OverflowError:
+            return policy.wait_max
 
     async def send(
         self,
@@ -229,12 +421,12 @@ class Transport:
             response = await self.http.send(request, auth=auth, follow_redirects=False)
         except APIConnectionError as exc:
             if exc.request is request:
-                raise
-            # The token request failed, so this one never left: safe to resubmit later.
-            raise _TokenUnavailable(
-                f"{request.method} {request.url.path} not sent: {exc}",
+                raise  # TokenUnavailableError (from GettyAuth): this one never left
+            # The token request failed under some other auth: this one never left either.
+            raise TokenUnavailableError(
+                f"{request.method} {shown_url(request.url)} not sent: {exc}",
                 request=request,
-                may_have_been_sent=False,
+                token_error=exc,
             ) from exc
         except httpx.TransportError as exc:
             sent = watch.sent if traced else not isinstance(exc, _NOT_SENT)
@@ -251,7 +443,7 @@ class Transport:
                 APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
             )
             raise error(
-                f"{request.method} {request.url.path} failed: {type(exc).__name__}: {exc}",
+                f"{request.method} {shown_url(request.url)} failed: {type(exc).__name__}: {exc}",
                 request=request,
                 may_have_been_sent=sent,
             ) from exc
@@ -269,24 +461,46 @@ class Transport:
             raise make_status_error(response)
         return response
 
-    def _backoff(self, exc: Exception, idempotent: bool, retry_rate_limits: bool) -> bool | float:
-        """stamina's `on` hook: False to give up, True for exponential backoff, or seconds."""
+    def retry_decision(
+        self,
+        exc: Exception,
+        attempt: int,
+        *,
+        idempotent: bool,
+        purchase: bool = False,
+        retry_rate_limits: bool = True,
+    ) -> RetryDecision | None:
+        """Whether and how to retry after `exc` (failed attempt number `attempt`); None: don't.
+
+        429s honour Retry-After, else about `rate_limit_wait`; 5xx honour Retry-After,
+        else back off exponentially, as do 408 and connection errors. A request that may
+        have reached the service (a read timeout, a dropped connection, a 504) is
+        replayed only when `idempotent`, or when the policy opts in to replaying unsafe
+        POSTs and it is not a `purchase` (`Route.purchase`: never replayed blindly).
+        """
         policy = self.policy
+        replayable = idempotent or (policy.retry_unsafe_posts and not purchase)
         if isinstance(exc, RateLimitError):
             if not retry_rate_limits:
-                return False
+                return None
             waited = retry_after_seconds(exc.response, policy.max_retry_after)
             if waited is not None:
-                return waited
-            return policy.rate_limit_wait * (1 + 0.25 * random.random())
+                return RetryDecision(waited, required=True)
+            return RetryDecision(policy.rate_limit_wait * (1 + 0.25 * random.random()))
         if isinstance(exc, InternalServerError):
             # A gateway timeout may hide a POST the service went on to process.
-            if exc.status_code == 504 and not idempotent and not policy.retry_unsafe_posts:
-                return False
+            if exc.status_code == 504 and not replayable:
+                return None
             waited = retry_after_seconds(exc.response, policy.max_retry_after)
-            return True if waited is None else waited
-        if isinstance(exc, _TokenUnavailable):
-            return False  # the token request was retried already: don't multiply them
+            if waited is not None:
+                return RetryDecision(waited, required=True)
+            return RetryDecision(self.backoff(attempt))
+        if isinstance(exc, TokenUnavailableError):
+            return None  # the token request was retried already: don't multiply them
         if isinstance(exc, APIConnectionError):
-            return not exc.may_have_been_sent or idempotent or policy.retry_unsafe_posts
-        return isinstance(exc, APIStatusError) and exc.status_code == 408
+            if exc.may_have_been_sent and not replayable:
+                return None
+            return RetryDecision(self.backoff(attempt))
+        if isinstance(exc, APIStatusError) and exc.status_code == 408:
+            return RetryDecision(self.backoff(attempt))
+        return None

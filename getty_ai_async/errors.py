@@ -11,7 +11,8 @@ The hierarchy::
     │   └── JournalLockedError     another process runs on the same journal
     ├── MalformedResponseError     a 2xx reply that is not what the API documents
     ├── APIConnectionError         no usable reply (connect, read, protocol errors)
-    │   └── APITimeoutError
+    │   ├── APITimeoutError
+    │   └── TokenUnavailableError  no bearer token could be had: the request was not sent
     └── APIStatusError             the service answered 4xx/5xx
         ├── BadRequestError        400
         ├── AuthenticationError    401
@@ -48,6 +49,7 @@ __all__ = [
     "RateLimitError",
     "RecordedError",
     "SubmissionUncertainError",
+    "TokenUnavailableError",
     "ValidationError",
 ]
 
@@ -134,6 +136,22 @@ class APIConnectionError(GettyAIError):
 
 class APITimeoutError(APIConnectionError):
     """The HTTP request timed out."""
+
+
+class TokenUnavailableError(APIConnectionError):
+    """No bearer token could be had, so the request was not sent (`may_have_been_sent`
+    is False): the token endpoint failed (429, 5xx, a connection error...), after its
+    own retries, and no still-valid token was left to use.
+
+    It says nothing about the API route the request was for: it is not that route's
+    429 (nor a sign that the account's pending cap is full). Sending again later is
+    safe. `token_error` is the token endpoint's error (also the ``__cause__``). The
+    token endpoint refusing the credentials is an `AuthenticationError` instead.
+    """
+
+    def __init__(self, message: str, *, request: httpx.Request, token_error: Exception) -> None:
+        super().__init__(message, request=request, may_have_been_sent=False)
+        self.token_error = token_error
 
 
 class APIStatusError(GettyAIError):

@@ -10,6 +10,7 @@ checks that the socket is gone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,8 @@ async def served(sandbox: Sandbox) -> AsyncIterator[str]:
 
 async def assert_stopped(base_url: str, token_url: str, policy: RetryPolicy) -> None:
     """Nothing listens at `base_url` any more: connecting fails before anything is sent."""
-    async with client_for(base_url, token_url, policy, max_retries=0) as client:
+    no_retries = dataclasses.replace(policy, max_retries=0)
+    async with client_for(base_url, token_url, no_retries) as client:
         with pytest.raises(errors.APIConnectionError) as caught:
             await client.history.page()
     assert not caught.value.may_have_been_sent

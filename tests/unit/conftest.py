@@ -10,7 +10,7 @@ import pytest
 import respx
 import stamina.instrumentation
 
-from getty_ai_async import AsyncGettyAI
+from getty_ai_async import AsyncGettyAI, _transport
 
 from ._helpers import TOKEN_URL, ClientFactory, client_options, token_json
 
@@ -65,3 +65,9 @@ def retry_waits() -> Iterator[list[float]]:
     stamina.instrumentation.set_on_retry_hooks([lambda details: waits.append(details.wait_for)])
     yield waits
     stamina.instrumentation.set_on_retry_hooks(previous)
+
+
+@pytest.fixture(autouse=True)
+def _small_retry_after_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry-After values under the floor wait 1-2 ms here instead of 0.1-0.2 s."""
+    monkeypatch.setattr(_transport, "RETRY_AFTER_FLOOR", 0.001)

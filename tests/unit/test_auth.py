@@ -520,3 +520,155 @@ async def test_password_without_secret_is_not_silently_ignored(
     token = router.routes["token"]
     assert token.call_count == 1
     assert form(token.calls.last.request)["grant_type"] == "password"
+
+
+# ------------------------------------- a failing token endpoint (issue 9.4)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(429, headers={"Retry-After": "5"}),
+        httpx.Response(503),
+        httpx.Response(404),
+        httpx.Response(401, json={"error": "invalid_client"}),
+        httpx.Response(200, json={"nope": True}),
+    ],
+    ids=["429", "503", "404", "401", "malformed"],
+)
+async def test_refresh_ahead_failure_keeps_the_valid_token(failure: httpx.Response) -> None:
+    """A 429 here failed the call though the token was still valid for 49 s."""
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(ok("t1", 100), failure, ok("t2", 100))
+    provider = TokenProvider(
+        grant=Grant(client_id="id", client_secret="s"),
+        token_url=TOKEN_URL,
+        send=endpoint,
+        clock=clock,
+    )
+    assert await provider.token() == "t1"
+    clock.now += 51  # due for refresh, 49 s before expiry
+    assert await provider.token() == "t1"
+    assert await provider.token() == "t1"  # the next refresh is put off, not tried per call
+    assert len(endpoint.forms) == 2
+    clock.now += 10
+    assert await provider.token() == "t2"
+    assert len(endpoint.forms) == 3
+
+
+async def test_refresh_ahead_retry_waits_for_the_token_endpoints_retry_after() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(
+        ok("t1", 100), httpx.Response(429, headers={"Retry-After": "20"}), ok("t2", 100)
+    )
+    provider = TokenProvider(
+        grant=Grant(client_id="id", client_secret="s"),
+        token_url=TOKEN_URL,
+        send=endpoint,
+        clock=clock,
+    )
+    await provider.token()
+    clock.now += 51
+    assert await provider.token() == "t1"
+    clock.now += 19
+    assert await provider.token() == "t1"
+    assert len(endpoint.forms) == 2
+    clock.now += 2
+    assert await provider.token() == "t2"
+
+
+async def test_refresh_failure_after_expiry_raises() -> None:
+    clock = FakeClock()
+    endpoint = FakeTokenEndpoint(ok("t1", 100), httpx.Response(429))
+    provider = TokenProvider(
+        grant=Grant(client_id="id", client_secret="s"),
+        token_url=TOKEN_URL,
+        send=endpoint,
+        clock=clock,
+    )
+    await provider.token()
+    clock.now += 100
+    with pytest.raises(errors.RateLimitError):
+        await provider.token()
+
+
+async def test_client_rides_out_a_token_endpoint_429_during_refresh_ahead(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    """One attempt at the token endpoint (no retry sleeps), and the call goes on with the
+    token it has."""
+    token = router.routes["token"].mock(
+        side_effect=[
+            respx.MockResponse(200, json=token_json("tok-1", expires_in=1800)),
+            respx.MockResponse(429, headers={"Retry-After": "30"}),
+        ]
+    )
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+    await client.generations.get(GEN_ID)
+    tokens = client._auth.tokens
+    assert tokens is not None
+    real_clock = tokens.clock
+    tokens.clock = lambda: real_clock() + 1700  # inside the last 5 minutes
+    started = anyio.current_time()
+    await client.generations.get(GEN_ID)
+    assert anyio.current_time() - started < 1.0
+    assert token.call_count == 2
+    assert_api_auth(api.calls.last.request, "tok-1")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        respx.MockResponse(429),
+        respx.MockResponse(503),
+        respx.MockResponse(404),
+        httpx.ConnectError("Name or service not known"),
+    ],
+    ids=["429", "503", "404", "connect-error"],
+)
+async def test_no_token_is_token_unavailable_never_the_api_routes_error(
+    router: respx.MockRouter, make_client: ClientFactory, failure: Any
+) -> None:
+    router.routes["token"].mock(side_effect=[failure] * 10)
+    api = router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+    with pytest.raises(errors.TokenUnavailableError) as caught:
+        await client.generations.get(GEN_ID)
+    error = caught.value
+    assert isinstance(error, errors.APIConnectionError)
+    assert not isinstance(error, errors.APIStatusError)
+    assert error.may_have_been_sent is False
+    assert error.method == "GET"
+    assert "auth.test" in str(error)  # names the token endpoint's host
+    assert api.call_count == 0
+
+
+async def test_token_endpoint_429_on_a_submit_is_not_a_pending_cap_signal(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    """It used to reach the submit as a RateLimitError and shrink the auto cap."""
+    router.routes["token"].respond(429)
+    post = router.post(url("/v3/ai/image-generations")).respond(200, json=finished())
+    client = make_client(max_pending="auto")
+    limit = client.limiter.limit
+    with pytest.raises(errors.TokenUnavailableError):
+        await client.generations.create("a fox")
+    assert post.call_count == 0
+    assert client.limiter.rate_limited_count == 0
+    assert client.limiter.limit == limit
+    assert client.limiter.in_use == 0
+
+
+async def test_token_requests_do_not_draw_from_or_throttle_the_api_budget(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    router.routes["token"].mock(
+        side_effect=[respx.MockResponse(429), respx.MockResponse(200, json=token_json())]
+    )
+    router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client(max_requests_per_second=1000)
+    await client.generations.get(GEN_ID)
+    budget = client._transport.budget
+    assert budget is not None
+    assert budget.throttle_count == 0  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ import httpx
 import pytest
 import respx
 
-from getty_ai_async import AsyncGettyAI, Download, DownloadSize, errors
+from getty_ai_async import AsyncGettyAI, Download, DownloadSize, RetryPolicy, errors
+from getty_ai_async._routes import ROUTES
 
 from ._helpers import CDN, GEN_ID, ClientFactory, assert_api_auth, body, url
 
@@ -123,6 +124,167 @@ async def test_redownload(client: AsyncGettyAI, router: respx.MockRouter) -> Non
     assert_api_auth(request)
     assert download.url == DONE["url"]
     assert not download.is_pending
+
+
+# ------------------------------------------- a purchase whose reply never came
+
+LOST_REPLIES = [
+    httpx.ReadTimeout("read timed out"),
+    httpx.RemoteProtocolError("server disconnected"),
+    httpx.ReadError("connection reset"),
+]
+
+
+@pytest.mark.parametrize("lost", LOST_REPLIES, ids=lambda e: type(e).__name__)
+async def test_lost_put_reply_is_resolved_by_get_not_bought_twice(
+    client: AsyncGettyAI, router: respx.MockRouter, lost: Exception
+) -> None:
+    """Issue 9.1: a PUT whose reply was lost was replayed: one `create` bought twice."""
+    put = router.put(url(DL_PATH)).mock(side_effect=[lost, respx.MockResponse(200, json=DONE)])
+    get = router.get(url(DL_PATH)).respond(200, json=DONE)
+    download = await client.downloads.create(GEN_ID, 1)
+    assert put.call_count == 1
+    assert get.call_count == 1
+    assert download.url == DONE["url"]
+
+
+async def test_lost_put_reply_then_pending_download_is_polled(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    put = router.put(url(DL_PATH)).mock(side_effect=httpx.ReadTimeout("slow"))
+    get = router.get(url(DL_PATH)).mock(
+        side_effect=[respx.MockResponse(202), respx.MockResponse(202), ok_download()]
+    )
+    download = await client.downloads.create(GEN_ID, 1)
+    assert put.call_count == 1
+    assert get.call_count == 3
+    assert download.url == DONE["url"]
+
+
+async def test_lost_put_reply_with_wait_false_returns_the_pending_download(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    put = router.put(url(DL_PATH)).mock(side_effect=httpx.ReadTimeout("slow"))
+    router.get(url(DL_PATH)).respond(202)
+    download = await client.downloads.create(GEN_ID, 1, wait=False)
+    assert download.is_pending
+    assert put.call_count == 1
+
+
+async def test_put_that_did_not_take_effect_is_sent_again(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    """GET answers 404 (no download started): only then is the PUT sent again."""
+    put = router.put(url(DL_PATH)).mock(
+        side_effect=[httpx.RemoteProtocolError("dropped"), ok_download()]
+    )
+    get = router.get(url(DL_PATH)).respond(404, json={"message": "no download"})
+    download = await client.downloads.create(GEN_ID, 1, size_name="1k")
+    assert put.call_count == 2
+    assert get.call_count == 1
+    assert [body(call.request) for call in put.calls] == [{"size_name": "1k"}] * 2
+    assert download.url == DONE["url"]
+
+
+async def test_put_resent_at_most_max_retries_times(
+    make_client: ClientFactory, router: respx.MockRouter
+) -> None:
+    put = router.put(url(DL_PATH)).mock(side_effect=httpx.ReadTimeout("slow"))
+    get = router.get(url(DL_PATH)).respond(404)
+    client = make_client(retry_policy=RetryPolicy(max_retries=2, wait_initial=0.001))
+    with pytest.raises(errors.APITimeoutError) as caught:
+        await client.downloads.create(GEN_ID, 1)
+    assert caught.value.may_have_been_sent
+    assert put.call_count == 3
+    assert get.call_count == 3
+
+
+async def test_gateway_timeout_on_put_is_resolved_by_get(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    put = router.put(url(DL_PATH)).mock(side_effect=[respx.MockResponse(504), ok_download()])
+    get = router.get(url(DL_PATH)).respond(200, json=DONE)
+    download = await client.downloads.create(GEN_ID, 1)
+    assert (put.call_count, get.call_count) == (1, 1)
+    assert download.url == DONE["url"]
+
+
+async def test_lost_put_reply_that_cannot_be_checked_is_not_replayed(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    put = router.put(url(DL_PATH)).mock(side_effect=httpx.ReadTimeout("slow"))
+    get = router.get(url(DL_PATH)).respond(503)
+    with pytest.raises(errors.APITimeoutError) as caught:
+        await client.downloads.create(GEN_ID, 1)
+    assert put.call_count == 1
+    assert get.call_count == 1 + client._transport.policy.max_retries
+    assert caught.value.may_have_been_sent
+    assert "may have been bought" in str(caught.value)
+    assert isinstance(caught.value.__cause__, errors.InternalServerError)
+
+
+async def test_put_not_sent_is_retried_without_asking(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    """Nothing left the machine (connect error) or the service refused (429, 503): resend."""
+    put = router.put(url(DL_PATH)).mock(
+        side_effect=[
+            httpx.ConnectError("refused"),
+            respx.MockResponse(503),
+            respx.MockResponse(429, headers={"Retry-After": "0"}),
+            ok_download(),
+        ]
+    )
+    get = router.get(url(DL_PATH)).respond(200, json=DONE)
+    await client.downloads.create(GEN_ID, 1)
+    assert put.call_count == 4
+    assert get.call_count == 0
+
+
+async def test_save_buys_once_when_the_put_reply_is_lost(
+    client: AsyncGettyAI, router: respx.MockRouter, tmp_path: Path
+) -> None:
+    put = router.put(url(DL_PATH)).mock(side_effect=[httpx.ReadTimeout("slow"), ok_download()])
+    router.get(url(DL_PATH)).respond(200, json=DONE)
+    router.get(f"{CDN}/dl/abc.png").respond(200, content=PNG, headers={"Content-Type": "image/png"})
+    path = await client.downloads.save(GEN_ID, 1, tmp_path)
+    assert put.call_count == 1
+    assert path.read_bytes() == PNG
+
+
+@pytest.mark.parametrize("lost", [httpx.ReadTimeout("slow"), respx.MockResponse(504)], ids=str)
+async def test_redownload_whose_reply_was_lost_is_not_replayed(
+    make_client: ClientFactory, router: respx.MockRouter, lost: object
+) -> None:
+    """A redownload is a purchase too, and nothing can tell whether it took effect: not
+    even `retry_unsafe_posts` (meant for generation POSTs) replays it."""
+    route = router.post(url("/v3/ai/redownloads")).mock(side_effect=[lost, ok_download()])
+    client = make_client(retry_policy=RetryPolicy(retry_unsafe_posts=True, wait_initial=0.001))
+    with pytest.raises(errors.GettyAIError) as caught:
+        await client.downloads.redownload("asset-9")
+    assert route.call_count == 1
+    assert "may have been bought" in str(caught.value)
+
+
+async def test_redownload_not_sent_is_retried(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    route = router.post(url("/v3/ai/redownloads")).mock(
+        side_effect=[httpx.ConnectError("refused"), respx.MockResponse(503), ok_download()]
+    )
+    await client.downloads.redownload("asset-9")
+    assert route.call_count == 3
+
+
+def test_purchases_are_marked_in_the_route_table() -> None:
+    purchases = {name for name, route in ROUTES.items() if route.purchase}
+    assert purchases == {"download_create", "redownload"}
+    assert not ROUTES["download_create"].idempotent  # a PUT, but each one buys
+    assert ROUTES["download_get"].idempotent
+
+
+def ok_download() -> respx.MockResponse:
+    return respx.MockResponse(200, json=DONE)
 
 
 # --------------------------------------------------------------------------- save

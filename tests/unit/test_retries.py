@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import math
+from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 import respx
 
-from getty_ai_async import RetryPolicy, errors
-from getty_ai_async._transport import retry_after_seconds
+from getty_ai_async import RetryPolicy, _transport, errors
+from getty_ai_async._transport import Deadline, retry_after_seconds, wait_within
 
 from ._helpers import FAST, GEN_ID, HISTORY_PATH, ClientFactory, finished, history_of, url
 
@@ -108,8 +110,6 @@ def _response(retry_after: str | None) -> httpx.Response:
     [
         ("5", 5.0),
         ("0.25", 0.25),
-        ("0", 0.0),
-        ("-3", 0.0),
         ("9999", 60.0),
         (None, None),
         ("", None),
@@ -118,6 +118,42 @@ def _response(retry_after: str | None) -> httpx.Response:
 )
 def test_retry_after_seconds_delta(value: str | None, expected: float | None) -> None:
     assert retry_after_seconds(_response(value), cap=60.0) == expected
+
+
+def assert_floored(seconds: float | None) -> None:
+    floor = _transport.RETRY_AFTER_FLOOR
+    assert seconds is not None
+    assert floor <= seconds < 2 * floor
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "0.0001", "-inf", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_retry_after_now_or_in_the_past_waits_the_floor_with_jitter(value: str) -> None:
+    """Issue 9.3: these were a 0 s wait, an immediate retry burst."""
+    waits = {retry_after_seconds(_response(value), cap=60.0) for _ in range(20)}
+    for seconds in waits:
+        assert_floored(seconds)
+    assert len(waits) > 1  # jittered: a crowd told "now" does not retry as one
+
+
+def test_retry_after_floor_never_exceeds_the_cap() -> None:
+    assert retry_after_seconds(_response("0"), cap=0.001) == 0.001
+
+
+def test_shipped_retry_after_floor() -> None:
+    # The unit tests shrink it (conftest); this is what callers get.
+    assert _transport.DEFAULT_RETRY_AFTER_FLOOR == 0.1
+
+
+async def test_429_with_retry_after_zero_is_not_an_immediate_retry(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    route = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(429, headers={"Retry-After": "0"}), ok()]
+    )
+    await make_client().generations.get(GEN_ID)
+    assert route.call_count == 2
+    assert len(retry_waits) == 1
+    assert_floored(retry_waits[0])
 
 
 def test_retry_after_seconds_http_date() -> None:
@@ -129,15 +165,14 @@ def test_retry_after_seconds_http_date() -> None:
     assert 28.0 <= seconds <= 30.0
 
 
-def test_retry_after_seconds_http_date_in_the_past_and_capped() -> None:
-    assert retry_after_seconds(_response("Wed, 21 Oct 2015 07:28:00 GMT"), cap=60.0) == 0.0
+def test_retry_after_seconds_http_date_capped() -> None:
     far = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(hours=2), usegmt=True)
     assert retry_after_seconds(_response(far), cap=60.0) == 60.0
 
 
 def test_retry_after_seconds_http_date_with_minus_zero_zone() -> None:
     # RFC 5322 "-0000" makes parsedate_to_datetime return a naive datetime.
-    assert retry_after_seconds(_response("Wed, 21 Oct 2015 07:28:00 -0000"), cap=60.0) == 0.0
+    assert_floored(retry_after_seconds(_response("Wed, 21 Oct 2015 07:28:00 -0000"), cap=60.0))
 
 
 def test_retry_after_seconds_nan_is_ignored() -> None:
@@ -300,14 +335,18 @@ async def test_get_is_retried_on_read_problems(
     assert route.call_count == 2
 
 
-async def test_download_put_is_retried_on_read_timeout(
+async def test_download_put_is_not_replayed_on_read_timeout(
     router: respx.MockRouter, make_client: ClientFactory
 ) -> None:
-    route = router.put(url(f"/v3/ai/image-generations/{GEN_ID}/images/0/download")).mock(
+    """Each PUT buys the image: a lost reply is checked with a GET (test_downloads.py)."""
+    dl_path = f"/v3/ai/image-generations/{GEN_ID}/images/0/download"
+    put = router.put(url(dl_path)).mock(
         side_effect=[httpx.ReadTimeout("slow"), respx.MockResponse(200, json={"url": "u"})]
     )
+    get = router.get(url(dl_path)).respond(200, json={"url": "u"})
     await make_client().downloads.create(GEN_ID, 0)
-    assert route.call_count == 2
+    assert put.call_count == 1
+    assert get.call_count == 1
 
 
 async def test_504_on_post_is_not_retried(
@@ -358,3 +397,91 @@ async def test_a_status_that_created_nothing_is_retried(
     await make_client().generations.create("fox")
     assert route.call_count == 2
     assert not history.called
+
+
+# ------------------------------------------------------ max_retry_time is a bound
+
+
+async def test_retry_after_beyond_max_retry_time_gives_up_at_once(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    """Issue 9.2: with max_retry_time=0.5 and Retry-After: 3, two attempts took 4 s."""
+    route = router.get(url(GET_PATH)).respond(429, headers={"Retry-After": "3"})
+    client = make_client(retry_policy=RetryPolicy(max_retry_time=0.5))
+    started = anyio.current_time()
+    with pytest.raises(errors.RateLimitError) as caught:
+        await client.generations.get(GEN_ID)
+    assert anyio.current_time() - started < 0.5
+    assert route.call_count == 1
+    assert retry_waits == []
+    assert "Retry-After" in str(caught.value)
+    assert "max_retry_time" in str(caught.value)
+
+
+async def test_503_retry_after_beyond_max_retry_time_gives_up_at_once(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.get(url(GET_PATH)).respond(503, headers={"Retry-After": "30"})
+    client = make_client(retry_policy=RetryPolicy(max_retry_time=1.0))
+    with pytest.raises(errors.InternalServerError) as caught:
+        await client.generations.get(GEN_ID)
+    assert route.call_count == 1
+    assert "max_retry_time" in str(caught.value)
+
+
+async def test_last_backoff_is_cut_to_the_deadline(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
+) -> None:
+    """Exponential waits (0.04, then 0.08) stop at max_retry_time (0.06) instead of crossing it."""
+    route = router.get(url(GET_PATH)).respond(503)
+    policy = RetryPolicy(
+        max_retries=10, max_retry_time=0.06, wait_initial=0.04, wait_max=10.0, wait_jitter=0.0
+    )
+    client = make_client(retry_policy=policy)
+    started = anyio.current_time()
+    with pytest.raises(errors.InternalServerError):
+        await client.generations.get(GEN_ID)
+    elapsed = anyio.current_time() - started
+    assert sum(retry_waits) <= 0.06
+    assert retry_waits[0] == pytest.approx(0.04)
+    assert 0 < retry_waits[-1] < 0.04  # the cut one: what was left of the 0.06 s
+    assert route.call_count == len(retry_waits) + 1
+    assert elapsed < 0.06 + 0.05  # the waits, plus the (fast) attempts
+
+
+async def test_cdn_fetch_retries_stop_at_the_deadline(
+    router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float], tmp_path: Path
+) -> None:
+    dl_path = f"/v3/ai/image-generations/{GEN_ID}/images/0/download"
+    router.put(url(dl_path)).respond(200, json={"url": "https://cdn.example.net/x.png"})
+    router.get("https://cdn.example.net/x.png").respond(503)
+    policy = RetryPolicy(
+        max_retries=10, max_retry_time=0.06, wait_initial=0.04, wait_max=10.0, wait_jitter=0.0
+    )
+    with pytest.raises(errors.InternalServerError):
+        await make_client(retry_policy=policy).downloads.save(GEN_ID, 0, tmp_path)
+    assert sum(retry_waits) <= 0.06
+    assert len(retry_waits) == 2
+
+
+def test_wait_within_keeps_cuts_or_refuses() -> None:
+    now = 100.0
+    deadline = 101.0
+    assert wait_within(deadline, 0.25, now=now) == 0.25
+    assert wait_within(deadline, 5.0, now=now) == 1.0  # cut to what is left
+    assert wait_within(deadline, 5.0, required=True, now=now) is None  # pointless to try sooner
+    assert wait_within(deadline, 1.0, required=True, now=now) == 1.0
+    assert wait_within(deadline, 0.1, now=deadline) is None  # nothing left
+    assert wait_within(deadline, -1.0, now=now) == 0.0
+    assert wait_within(math.inf, 1e9, required=True, now=now) == 1e9
+
+
+async def test_deadline_sleep_never_crosses_it() -> None:
+    deadline = Deadline.after(0.03)
+    assert deadline.remaining() <= 0.03
+    assert await deadline.sleep(10.0, required=True) is False  # gives up without sleeping
+    assert deadline.remaining() > 0
+    assert await deadline.sleep(10.0) is True  # cut: sleeps what is left
+    assert deadline.expired
+    assert await deadline.sleep(0.0) is False
+    assert Deadline.after(math.inf).remaining() == math.inf

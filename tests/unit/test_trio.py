@@ -98,3 +98,27 @@ def test_polling_deadline_under_trio(router: respx.MockRouter) -> None:
     with pytest.raises(errors.GenerationTimeoutError) as caught:
         anyio.run(main, backend="trio")
     assert caught.value.generation_request_id == GEN_ID
+
+
+def test_lost_download_reply_and_retry_deadline_under_trio(router: respx.MockRouter) -> None:
+    """The lost-PUT check, the bounded retry waits and the token fallback, under trio."""
+    dl_path = f"/v3/ai/image-generations/{GEN_ID}/images/0/download"
+    put = router.put(url(dl_path)).mock(side_effect=[httpx.ReadTimeout("slow")])
+    router.get(url(dl_path)).mock(
+        side_effect=[respx.MockResponse(202), respx.MockResponse(200, json={"url": "u"})]
+    )
+    router.get(url(GET_PATH)).respond(429, headers={"Retry-After": "30"})
+
+    async def main() -> tuple[str | None, str]:
+        async with new_client() as client:
+            download = await client.downloads.create(GEN_ID, 0)
+            started = anyio.current_time()
+            with pytest.raises(errors.RateLimitError) as caught:
+                await client.generations.get(GEN_ID)  # 30 s > max_retry_time: at once
+            assert anyio.current_time() - started < 1.0
+            return download.url, str(caught.value)
+
+    download_url, message = anyio.run(main, backend="trio")
+    assert download_url == "u"
+    assert put.call_count == 1
+    assert "max_retry_time" in message

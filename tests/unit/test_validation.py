@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import httpx
 import pydantic
 import pytest
 import respx
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from getty_ai_async import AsyncGettyAI, GenerationRequest, errors
+from getty_ai_async import AsyncGettyAI, GenerationRequest, RetryPolicy, errors
 from getty_ai_async._routes import ROUTES
 
-from ._helpers import API_KEY, ClientFactory
+from ._helpers import API, API_KEY, ClientFactory
 
 MASK = "https://api.test/v3/search/by-image/uploads/m.jpg"
 
@@ -104,7 +105,10 @@ CASES: list[tuple[str, Call, str]] = [
     ("redownload empty id", lambda c: c.downloads.redownload(""), "generated_asset_id"),
 ]
 
-BAD_IDS = ["a/b", "..", "a..b", "a?b", "a#b", "a%2Fb", "a b", "", "  ", "a\\b"]
+# Dot segments: "." would make httpx send `GET /v3/ai/image-generations` (RFC 3986
+# removes it), so they are refused like "/" (NFKC folds the fullwidth dot into ".").
+DOT_SEGMENTS = [".", "..", "...", "\uff0e"]
+BAD_IDS = [*DOT_SEGMENTS, "a/b", "a..b", "a?b", "a#b", "a%2Fb", "a b", "", "  ", "a\\b"]
 ID_CALLS: list[tuple[str, Callable[[AsyncGettyAI, Any], Awaitable[Any]], str]] = [
     ("get", lambda c, i: c.generations.get(i), "generation_request_id"),
     ("wait", lambda c, i: c.generations.wait(i), "generation_request_id"),
@@ -229,6 +233,59 @@ def test_client_constructor_validation(kwargs: dict[str, Any], field: str) -> No
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"max_retry_time": -1.0}, "max_retry_time"),
+        ({"max_retry_time": float("nan")}, "max_retry_time"),
+        ({"wait_initial": -0.1}, "wait_initial"),
+        ({"wait_max": float("inf")}, "wait_max"),
+        ({"wait_jitter": -1.0}, "wait_jitter"),
+        ({"rate_limit_wait": -1.0}, "rate_limit_wait"),
+        ({"max_retry_after": float("nan")}, "max_retry_after"),
+        ({"retry_unsafe_posts": "yes"}, "retry_unsafe_posts"),
+    ],
+)
+def test_retry_policy_refuses_invalid_values(kwargs: dict[str, Any], field: str) -> None:
+    """Issue 9.6: `RetryPolicy(max_retries=-1)` used to be accepted."""
+    with pytest.raises(errors.ValidationError) as caught:
+        RetryPolicy(**kwargs)
+    assert caught.value.field == field
+    assert isinstance(caught.value, ValueError)
+
+
+def test_retry_policy_accepts_its_edge_values() -> None:
+    policy = RetryPolicy(max_retries=0, max_retry_time=float("inf"), wait_jitter=0.0)
+    assert policy.max_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"max_retries": 2}, "max_retries"), ({"max_retry_time": 1.0}, "max_retry_time")],
+)
+def test_retry_settings_beside_a_retry_policy_are_refused(
+    kwargs: dict[str, Any], field: str
+) -> None:
+    """Issue 9.6: `max_retries=` was silently ignored when `retry_policy=` was passed."""
+    with pytest.raises(errors.ValidationError) as caught:
+        AsyncGettyAI(api_key=API_KEY, retry_policy=RetryPolicy(), **kwargs)
+    assert caught.value.field == field
+    assert "retry_policy" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"max_retries": -1}, "max_retries"), ({"max_retry_time": -5}, "max_retry_time")],
+)
+def test_client_retry_shorthands_are_validated(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        AsyncGettyAI(api_key=API_KEY, **kwargs)
+    assert caught.value.field == field
+
+
 async def test_credentials_from_environment(
     monkeypatch: pytest.MonkeyPatch, router: respx.MockRouter, make_client: ClientFactory
 ) -> None:
@@ -247,6 +304,9 @@ async def test_credentials_from_environment(
 
 @settings(derandomize=True, database=None, max_examples=300)
 @given(st.text(min_size=1, max_size=40))
+@example(".")
+@example("a.")
+@example(".hidden")
 def test_route_path_keeps_any_accepted_id_in_one_segment(value: str) -> None:
     route = ROUTES["variations"]
     refused: errors.ValidationError | None = None
@@ -263,6 +323,21 @@ def test_route_path_keeps_any_accepted_id_in_one_segment(value: str) -> None:
     assert unquote(segments[4]) == value
     assert segments[5:] == ["images", "3", "variations"]
     assert not any(ch in segments[4] for ch in "?#")
+    # What goes on the wire: httpx removes dot segments ("." and "..") from a path.
+    assert httpx.URL(API + path).raw_path.decode("ascii") == path
+
+
+async def test_dot_segment_id_sends_nothing(client: AsyncGettyAI, router: respx.MockRouter) -> None:
+    """Issue 9.5: `get(".")` used to send `GET /v3/ai/image-generations`."""
+    router.get(url__startswith=API).respond(200, json={"generation_request_id": "g"})
+    for value in DOT_SEGMENTS:
+        with pytest.raises(errors.ValidationError) as caught:
+            await client.generations.get(value)
+        assert caught.value.field == "generation_request_id"
+        with pytest.raises(errors.ValidationError) as caught:
+            await client.uploads.upload(b"x", file_name=value)
+        assert caught.value.field == "file_name"
+    assert router.calls.call_count == 0
 
 
 @settings(derandomize=True, database=None)
