@@ -165,8 +165,9 @@ class FaultConfig:
     drop_rate: float = 0.0
     """Probability of closing the connection without a complete reply."""
     route_drop_rates: dict[str, float] = field(default_factory=dict)
-    drop_after_processing: bool = False
-    """Drop after the request took effect (e.g. the generation exists) instead of before."""
+    drop_after_processing: bool | float = False
+    """Drop after the request took effect (e.g. the generation exists) instead of before;
+    a number between 0 and 1 is the share of drops that come after."""
     slow: bool = False
     """Hold every reply for ``slow_seconds`` after processing (the request takes effect)."""
     slow_seconds: float = 5.0
@@ -185,5 +186,6 @@ class FaultConfig:
         if not 500 <= self.error_status <= 599:
             raise ValueError(f"error_status must be a 5xx code, got {self.error_status!r}")
         _check_duration("latency", self.latency)
+        _check_rate("drop_after_processing", float(self.drop_after_processing))
         if self.slow_seconds < 0:
             raise ValueError("slow_seconds must be >= 0")

@@ -47,7 +47,8 @@ def plan_faults(faults: FaultConfig, rng: random.Random, route: str) -> FaultPla
         plan.error_status = faults.error_status
     elif drop_rate > 0 and rng.random() < drop_rate:
         plan.drop = True
-        plan.drop_after_processing = faults.drop_after_processing
+        share = float(faults.drop_after_processing)
+        plan.drop_after_processing = share >= 1 or (share > 0 and rng.random() < share)
     if faults.slow:
         plan.slow = faults.slow_seconds
     return plan
