@@ -1,0 +1,95 @@
+"""The client's one poller: 404s right after acceptance, ids nobody waits for, closing."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import respx
+
+from getty_ai_async import errors
+
+from ._helpers import GEN_ID, ClientFactory, finished, pending, url
+
+POST_PATH = "/v3/ai/image-generations"
+GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
+
+
+async def test_a_404_right_after_acceptance_is_the_service_catching_up(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    router.post(url(POST_PATH)).respond(202, json=pending())
+    poll = router.get(url(GET_PATH)).mock(
+        side_effect=[
+            respx.MockResponse(404, json={"message": "not found"}),
+            respx.MockResponse(404, json={"message": "not found"}),
+            respx.MockResponse(200, json=finished()),
+        ]
+    )
+    client = make_client(not_found_grace=5.0)
+    generation = await client.generations.create("fox")
+    assert generation.generation_request_id == GEN_ID
+    assert poll.call_count == 3
+    assert client.limiter.in_use == 0
+
+
+async def test_a_404_past_the_grace_is_final(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    router.post(url(POST_PATH)).respond(202, json=pending())
+    router.get(url(GET_PATH)).respond(404, json={"message": "not found"})
+    client = make_client(not_found_grace=0.02)
+    with pytest.raises(errors.NotFoundError):
+        await client.generations.create("fox")
+    assert client.limiter.in_use == 0
+
+
+async def test_a_404_for_an_id_this_client_never_saw_accepted_is_final_at_once(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    poll = router.get(url(GET_PATH)).respond(404, json={"message": "not found"})
+    client = make_client(not_found_grace=60)
+    with anyio.fail_after(1), pytest.raises(errors.NotFoundError):
+        await client.generations.wait(GEN_ID)
+    assert poll.call_count == 1
+
+
+async def test_nobody_waiting_the_poller_still_follows_a_generation_to_its_end(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    router.post(url(POST_PATH)).respond(202, json=pending())
+    poll = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(202, json=pending())] * 3
+        + [respx.MockResponse(200, json=finished())]
+    )
+    client = make_client()
+    await client.generations.create("fox", wait=False)
+    with anyio.fail_after(2):
+        while client.limiter.in_use:  # noqa: ASYNC110 - a count, no event
+            await anyio.sleep(0.001)
+    assert poll.call_count == 4
+
+
+async def test_closing_the_client_stops_polling_and_ends_waits(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    router.post(url(POST_PATH)).respond(202, json=pending())
+    poll = router.get(url(GET_PATH)).respond(202, json=pending())
+    client = make_client()
+    await client.generations.create("fox", wait=False)
+    failures: list[BaseException] = []
+
+    async def wait() -> None:
+        try:
+            await client.generations.wait(GEN_ID)
+        except errors.GettyAIError as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait)
+        await anyio.sleep(0.02)
+        await client.aclose()
+    polls = poll.call_count
+    await anyio.sleep(0.02)
+    assert poll.call_count == polls
+    assert len(failures) == 1
+    assert "closed" in str(failures[0])
