@@ -37,7 +37,7 @@ from ._lease import Limiter
 from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
 from ._options import GenerateOptions, SandboxOptions
-from ._poller import Poller
+from ._poller import Poller, PollStrategy
 from ._rate import RateBudget
 from ._resource import check_positive
 from ._transport import RetryPolicy, Transport
@@ -125,6 +125,7 @@ class AsyncGettyAI:
         lease_timeout: float | None = None,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
         history_grace: float = DEFAULT_HISTORY_GRACE,
+        poll_strategy: PollStrategy = "adaptive",
         timeout: float | httpx.Timeout | None = None,
         max_retries: int | None = None,
         max_retry_time: float | None = None,
@@ -229,11 +230,16 @@ class AsyncGettyAI:
             except ValueError as exc:
                 raise ValidationError("max_requests_per_second", str(exc)) from None
         self._transport = Transport(self._http, self._auth, self.base_url, policy, budget)
+        if poll_strategy not in ("adaptive", "fixed"):
+            raise ValidationError(
+                "poll_strategy", f"must be 'adaptive' or 'fixed', got {poll_strategy!r}"
+            )
         self._poller = Poller(
             self._transport,
             interval=self.poll_interval,
             lease_timeout=self.lease_timeout,
             not_found_grace=not_found_grace,
+            strategy=poll_strategy,
         )
         self._is_view = False
         self._runs: weakref.WeakSet[_Engine] = weakref.WeakSet()

@@ -142,6 +142,10 @@ class RunStats:
     """Generations found in the history after their POST's reply was lost."""
     uncertain: int = 0
     """Inputs whose POST may have created a generation the history does not show."""
+    typical_seconds: float | None = None
+    """Learned: half of the generations take less than this (from acceptance to result)."""
+    first_poll_after: float | None = None
+    """Learned: a new generation is first polled this long after acceptance (adaptive)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -688,7 +692,11 @@ class _Engine:
     def _on_result(self, item: _Item, result: Generation | BaseException) -> None:
         item.subscription = None
         self._watching.discard(item)
-        self.stats.pending -= 1
+        stats = self.stats
+        stats.pending -= 1
+        poller = self.client._poller
+        stats.typical_seconds = poller.durations().quantile(0.5)
+        stats.first_poll_after = poller.first_poll_after()
         self._arrivals.append((item, result))
         self._arrived.set()
 

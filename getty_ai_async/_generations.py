@@ -423,7 +423,7 @@ class Generations(AsyncResource):
             for limiter, lease in state.leases:
                 await limiter.release(lease, finished=True)
             return generation
-        client._poller.track(generation.generation_request_id, state.leases)
+        client._poller.track(generation.generation_request_id, state.leases, kind=route.name)
         if not wait:
             return generation
         return await client._poller.wait(

@@ -15,6 +15,7 @@ from ._generations import SubmitOptions
 from ._lease import Limiter
 from ._limiter import MaxPending
 from ._models import AspectRatio, DepthOfField, LensType, MediaType, Mood
+from ._poller import PollStrategy
 from ._transport import RetryPolicy
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class _ClientSettings(TypedDict, total=False):
     lease_timeout: float | None
     not_found_grace: float
     history_grace: float
+    poll_strategy: PollStrategy
     timeout: float | httpx.Timeout | None
     max_retries: int | None
     max_retry_time: float | None

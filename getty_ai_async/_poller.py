@@ -6,6 +6,11 @@ task spreads the polls (each id about once per interval, never in a burst: the c
 a tick does not grow with the number pending) and keeps polling ids nobody waits for any
 more, so their leases return when the service reports them finished, not when a caller
 stops listening. The task starts with the first id and ends with the last one.
+
+With the ``"adaptive"`` strategy it also learns how long each kind of generation takes
+(`DurationEstimate`) and polls a new one first when the fastest fifth of its kind would
+have finished, then every interval: polls are most of the requests an account sends,
+and most of them would only hear "still pending".
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 import pydantic
 
 from ._background import BackgroundTask, spawn
+from ._durations import DurationEstimate
 from ._lease import Lease, Limiter
 from ._models import Generation
 from ._routes import ROUTES
@@ -39,7 +45,7 @@ if TYPE_CHECKING:
 
     from ._transport import Transport
 
-__all__ = ["Deliver", "Poller", "parse_generation"]
+__all__ = ["Deliver", "PollStrategy", "Poller", "parse_generation"]
 
 log = logging.getLogger("getty_ai_async.poller")
 
@@ -48,6 +54,10 @@ Deliver = Callable[[Result], None]
 """Called once with the finished generation, or the error that ended the wait."""
 
 _KNOWN_IDS = 100_000
+# The first poll of a generation comes when this share of its kind would have finished.
+_FIRST_POLL_QUANTILE = 0.2
+
+PollStrategy = Literal["adaptive", "fixed"]
 
 
 def parse_generation(response: httpx.Response) -> Generation:
@@ -80,15 +90,19 @@ class _Entry:
         "due",
         "generation_request_id",
         "interval",
+        "kind",
         "last_error",
+        "last_pending_at",
         "leases",
         "polled_due",
         "sequence",
         "subscribers",
     )
 
-    def __init__(self, generation_request_id: str, interval: float) -> None:
+    def __init__(self, generation_request_id: str, interval: float, kind: str) -> None:
         self.generation_request_id = generation_request_id
+        self.kind = kind
+        self.last_pending_at: float | None = None
         self.leases: list[tuple[Limiter, Lease]] = []
         self.subscribers: list[_Subscriber] = []
         self.interval = interval
@@ -122,8 +136,11 @@ class Poller:
         interval: float,
         lease_timeout: float,
         not_found_grace: float,
+        strategy: PollStrategy = "adaptive",
     ) -> None:
         self._transport = transport
+        self.strategy = strategy
+        self._durations: dict[str, DurationEstimate] = {}
         self.interval = interval
         self.lease_timeout = lease_timeout
         """Give up on an id (and return its leases) this long after it was accepted."""
@@ -154,6 +171,10 @@ class Poller:
         """Whether this client has seen the id (tracked now or in the recent past)."""
         return generation_request_id in self._known
 
+    def durations(self, kind: str = "generate") -> DurationEstimate:
+        """What this client learned of how long generations of `kind` (a route) take."""
+        return self._durations.setdefault(kind, DurationEstimate())
+
     def claim(self, generation_request_id: str) -> bool:
         """Remember an id as this client's; False if it was known already."""
         if generation_request_id in self._known:
@@ -169,23 +190,24 @@ class Poller:
         leases: Iterable[tuple[Limiter, Lease]] = (),
         *,
         accepted: bool = True,
-        first_poll: float | None = None,
+        kind: str = "generate",
     ) -> None:
         """Poll `generation_request_id` until it ends; its `leases` go back then.
 
         `accepted` says this client saw the service accept it just now (a 404 soon
-        after is then taken as the service catching up). The first poll comes after
-        one interval unless `first_poll` says otherwise.
+        after is then taken as the service catching up, and its duration is learned).
+        The first poll comes after one interval, or (adaptive) when the fastest fifth
+        of its `kind` would have finished.
         """
         self._check_open()
         now = anyio.current_time()
         entry = self._entries.get(generation_request_id)
         if entry is None:
             entry = self._entries[generation_request_id] = _Entry(
-                generation_request_id, self.interval
+                generation_request_id, self.interval, kind
             )
             self._remember(generation_request_id)
-            self._reschedule(entry, now + self.interval if first_poll is None else first_poll)
+            self._reschedule(entry, now + self._first_wait(kind, accepted))
         entry.leases.extend(leases)
         if entry.leases:
             entry.deadline = min(entry.deadline, now + self.lease_timeout)
@@ -271,6 +293,24 @@ class Poller:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this AsyncGettyAI client is closed")
+
+    def first_poll_after(self, kind: str = "generate") -> float | None:
+        """When a new generation of `kind` is first polled (adaptive, once learned)."""
+        if self.strategy != "adaptive":
+            return None
+        return self.durations(kind).quantile(_FIRST_POLL_QUANTILE)
+
+    def _first_wait(self, kind: str, accepted: bool) -> float:
+        early = self.first_poll_after(kind) if accepted else None
+        return self.interval if early is None else early
+
+    def _learn(self, entry: _Entry, now: float) -> None:
+        """Record how long the generation took: between the last poll that saw it
+        pending (or its acceptance) and this one, the middle."""
+        if entry.accepted_at is None:
+            return
+        since = entry.last_pending_at if entry.last_pending_at is not None else entry.accepted_at
+        self.durations(entry.kind).add((since + now) / 2 - entry.accepted_at)
 
     def _remember(self, generation_request_id: str) -> None:
         self._known[generation_request_id] = None
@@ -373,9 +413,12 @@ class Poller:
             await self._end(entry, exc, finished=False)
             return
         else:
+            now = anyio.current_time()
             if not generation.is_pending:
+                self._learn(entry, now)
                 await self._end(entry, generation, finished=True)
                 return
+            entry.last_pending_at = now
         await self._after_pending_poll(entry)
 
     async def _after_pending_poll(self, entry: _Entry) -> None:
