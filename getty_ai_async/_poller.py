@@ -53,7 +53,9 @@ Result = Generation | BaseException
 Deliver = Callable[[Result], None]
 """Called once with the finished generation, or the error that ended the wait."""
 
-_KNOWN_IDS = 100_000
+# Ids seen lately, so that a lost POST never adopts a generation this client already
+# has; history lookups go back half a minute, so a few minutes' worth is plenty.
+_KNOWN_IDS = 10_000
 # The first poll of a generation comes when this share of its kind would have finished.
 _FIRST_POLL_QUANTILE = 0.2
 
