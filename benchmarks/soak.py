@@ -33,12 +33,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
+from _host import Host
 
 from getty_ai_async import AsyncGettyAI, RetryPolicy
-from getty_ai_async.sandbox import FaultConfig, Sandbox, serve
 
 CAP = 25
 # The sandbox accepts any credentials; these only name the account.
@@ -49,42 +49,23 @@ def prompt(i: int) -> str:
     return f"soak prompt {i}"
 
 
-# ------------------------------------------------------------------------------ host
-
-
-def host(args: argparse.Namespace) -> None:
-    """Serve one sandbox on a fixed port; `restart` stops and serves it again."""
-    quick = args.quick
-    sandbox = Sandbox(
-        seed=args.seed,
-        pending_seconds=(0.05, 0.2) if quick else (0.2, 0.8),
-        pending_limit=CAP,
-        qps=400,
-        retry_after=0.1,
-        token_ttl=3.0,
-        images_per_generation=1,
-        faults=FaultConfig(
-            error_rate=0.05,
-            drop_rate=0.01,
-            drop_after_processing=0.5,
-            latency=(0.0, 0.02),
-        ),
-    )
-
-    async def main() -> None:
-        while True:
-            async with anyio.create_task_group() as group:
-                url = await group.start(serve, sandbox, "127.0.0.1", args.port)
-                say("ready", url)
-                command = await anyio.to_thread.run_sync(sys.stdin.readline)
-                group.cancel_scope.cancel()
-            if command.strip() == "restart":
-                await anyio.sleep(0.3)  # down for a moment: connections refused
-                continue
-            say("stats", json.dumps(sandbox.stats.snapshot()))
-            return
-
-    asyncio.run(main())
+def sandbox_config(quick: bool, seed: int) -> dict[str, Any]:
+    """The service's rules and faults (see the module docstring)."""
+    return {
+        "seed": seed,
+        "pending_seconds": [0.05, 0.2] if quick else [0.2, 0.8],
+        "pending_limit": CAP,
+        "qps": 400,
+        "retry_after": 0.1,
+        "token_ttl": 3.0,
+        "images_per_generation": 1,
+        "faults": {
+            "error_rate": 0.05,
+            "drop_rate": 0.01,
+            "drop_after_processing": 0.5,
+            "latency": [0.0, 0.02],
+        },
+    }
 
 
 def say(*words: str) -> None:
@@ -155,16 +136,6 @@ def spawn(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def expect(stream: IO[str], word: str) -> list[str]:
-    while True:
-        line = stream.readline()
-        if not line:
-            raise RuntimeError(f"process ended before saying {word!r}")
-        parts = line.split(maxsplit=1)
-        if parts and parts[0] == word:
-            return parts[1:]
-
-
 def run_client(base: list[str], *extra: str, kill_after: int | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     process = spawn("client", *base, *extra)
@@ -204,31 +175,20 @@ def orchestrate(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     journal = workdir / "soak.sqlite"
     quick = ["--quick"] if args.quick else []
-    sandbox = spawn("host", "--port", str(args.port), "--seed", str(args.seed), *quick)
-    assert sandbox.stdout is not None
-    assert sandbox.stdin is not None
-    (base_url,) = expect(sandbox.stdout, "ready")
-    base_url = base_url.strip()
-    base = ["--base-url", base_url, "--journal", str(journal), "--prompts", str(args.prompts)]
-    base += quick
     n = args.prompts
-    try:
+    with Host(args.port, sandbox_config(args.quick, args.seed)) as sandbox:
+        base = ["--base-url", sandbox.base_url, "--journal", str(journal), "--prompts", str(n)]
+        base += quick
         killed = run_client(base, kill_after=n // 2)
-        sandbox.stdin.write("restart\n")
-        sandbox.stdin.flush()
-        expect(sandbox.stdout, "ready")
+        sandbox.restart()
         resumed = run_client(base)
         # A resubmitted POST can be lost again (1% of them): retry until none is left.
         retries = [run_client(base, "--retry-uncertain")]
         while retries[-1]["outcomes"].get("SubmissionUncertainError") and len(retries) < 4:
             retries.append(run_client(base, "--retry-uncertain"))
         retried = retries[-1]
-        prompts_seen = anyio.run(history_prompts, base_url)
-    finally:
-        sandbox.stdin.close()
-    (stats_line,) = expect(sandbox.stdout, "stats")
-    sandbox.wait(timeout=30)
-    stats = json.loads(stats_line)
+        prompts_seen = anyio.run(history_prompts, sandbox.base_url)
+        stats = sandbox.stats()
 
     wanted = {prompt(i) for i in range(n)}
     twice = sorted(p for p, count in prompts_seen.items() if count > 1)
@@ -271,7 +231,7 @@ def orchestrate(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("role", nargs="?", default="soak", choices=["soak", "host", "client"])
+    parser.add_argument("role", nargs="?", default="soak", choices=["soak", "client"])
     parser.add_argument("--prompts", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="shorter pending times")
     parser.add_argument("--port", type=int, default=8765)
@@ -281,9 +241,6 @@ def main() -> int:
     parser.add_argument("--journal")
     parser.add_argument("--retry-uncertain", action="store_true")
     args = parser.parse_args()
-    if args.role == "host":
-        host(args)
-        return 0
     if args.role == "client":
         client(args)
         return 0
