@@ -22,6 +22,7 @@ __all__ = [
     "UsageError",
     "describe",
     "leaf_error",
+    "missing_extra",
 ]
 
 EXIT_OK: Final = 0
@@ -31,6 +32,8 @@ EXIT_USAGE: Final = 2
 """Bad options, missing credentials, unreadable input: nothing was sent."""
 EXIT_INTERRUPTED: Final = 130
 """Ctrl-C (128 + SIGINT), as shells report it."""
+
+_CLI_EXTRA_PACKAGES = frozenset({"typer", "rich", "uvicorn", "click"})
 
 MISSING_CREDENTIALS = (
     "no API key: set GETTY_API_KEY and GETTY_API_SECRET (or pass --api-key/--api-secret), "
@@ -61,10 +64,28 @@ def leaf_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def missing_extra(exc: BaseException) -> str | None:
+    """For a package of the ``cli`` extra that is not installed: what to install."""
+    if not isinstance(exc, ImportError):
+        return None
+    package = (exc.name or "").partition(".")[0]
+    if package not in _CLI_EXTRA_PACKAGES:
+        return None
+    if "getty-ai-async[" in str(exc):
+        return str(exc)
+    return (
+        f"{package} is not installed; it comes with the 'cli' extra: "
+        "pip install 'getty-ai-async[cli]'"
+    )
+
+
 def describe(exc: BaseException) -> tuple[str, int]:
     """One line saying what went wrong, and the exit code that goes with it."""
     if isinstance(exc, CliError):
         return exc.message, exc.exit_code
+    extra = missing_extra(exc)
+    if extra is not None:
+        return extra, EXIT_FAILED
     if isinstance(exc, ValidationError):
         if exc.field == "api_key":
             return MISSING_CREDENTIALS, EXIT_USAGE

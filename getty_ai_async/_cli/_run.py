@@ -13,7 +13,7 @@ import anyio
 import typer
 
 from ..errors import GettyAIError, NotFoundError
-from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, describe, leaf_error
+from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, describe, leaf_error, missing_extra
 from ._settings import Settings
 
 __all__ = [
@@ -70,7 +70,7 @@ def reporting_errors(settings: Settings) -> Iterator[None]:
         message, code = describe(error)
         if settings.verbose:
             traceback.print_exception(error, file=sys.stderr)
-        elif not isinstance(error, GettyAIError | CliError | OSError):
+        elif not isinstance(error, GettyAIError | CliError | OSError) and not missing_extra(error):
             message = f"unexpected {message} (--verbose shows the traceback)"
         if settings.sandbox and isinstance(error, NotFoundError):
             message += f" ({_SANDBOX_IS_FRESH})"

@@ -36,6 +36,13 @@ def test_changelog_keeps_unreleased_and_the_current_version() -> None:
     assert __version__ in headings
 
 
+def test_the_cli_extra_can_serve_the_sandbox() -> None:
+    # The Quickstart installs '.[cli]' and the README then runs `getty-ai sandbox serve`.
+    extras = pyproject()["optional-dependencies"]
+    assert isinstance(extras, dict)
+    assert any(requirement.startswith("uvicorn") for requirement in extras["cli"])
+
+
 def find_python(version: str, **env: str) -> str:
     script = f'set -euo pipefail; source "{CI_RUN}"; find_python {version}'
     done = subprocess.run(  # noqa: S603 - bash, on the repository's own script
