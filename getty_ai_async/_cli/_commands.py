@@ -17,7 +17,8 @@ from .._models import AspectRatio, DepthOfField, Generation, LensType, MediaType
 from ..errors import GettyAIError
 from ._errors import EXIT_FAILED, describe
 from ._output import echo_json, generation_json, generation_text, history_line, sizes_text
-from ._run import echo_error, fail, run_async, settings_of
+from ._paths import writable_folder
+from ._run import SandboxFlag, echo_error, fail, reporting_errors, run_async, settings_of
 from ._settings import Settings
 
 __all__ = ["download", "extend", "generate", "get", "history", "refine", "sizes", "variations"]
@@ -49,7 +50,9 @@ Download = Annotated[
 Out = Annotated[Path, typer.Option("--out", help="Folder for downloaded images.", file_okay=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 GenerationIdArg = Annotated[str, typer.Argument(help="A generation_request_id.", metavar="ID")]
-IndexArg = Annotated[int, typer.Argument(help="Image index (0-based).", min=0, metavar="INDEX")]
+IndexArg = Annotated[
+    int, typer.Argument(help="Image index (0-based).", min=0, max=2**31 - 1, metavar="INDEX")
+]
 AssetId = Annotated[
     str | None, typer.Option(help="Work from this Getty creative asset id.", show_default=False)
 ]
@@ -59,7 +62,9 @@ GenerationId = Annotated[
         "--generation-id", help="Or from an image of an earlier generation (with --index)."
     ),
 ]
-Index = Annotated[int | None, typer.Option(help="Image index for --generation-id.", min=0)]
+Index = Annotated[
+    int | None, typer.Option(help="Image index for --generation-id.", min=0, max=2**31 - 1)
+]
 
 
 # ------------------------------------------------------------------ helpers
@@ -77,7 +82,7 @@ async def _save_images(
             saved[index] = await client.downloads.save(
                 generation.generation_request_id, index, out, size_name=size
             )
-        except GettyAIError as exc:
+        except (GettyAIError, OSError) as exc:
             errors.append(f"image {index}: {describe(exc)[0]}")
 
     async with anyio.create_task_group() as group:
@@ -116,6 +121,9 @@ def _finish(
     as_json: bool,
 ) -> None:
     """Submit, wait, optionally download, print: what every generating command does."""
+    if download is not None:
+        with reporting_errors(settings):
+            writable_folder("--out", out)  # before paying for anything
 
     async def body() -> int:
         async with settings.client() as client:
@@ -159,6 +167,7 @@ def generate(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Generate images from a prompt; prints the generation id and image URLs."""
 
@@ -188,6 +197,7 @@ def variations(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """New images in the spirit of image INDEX of generation ID."""
 
@@ -208,7 +218,12 @@ def refine(
     index: Index = None,
     mask: Annotated[
         Path | None,
-        typer.Option(help="Mask image to upload (JPEG) marking the area to repaint."),
+        typer.Option(
+            help="Mask image to upload (JPEG) marking the area to repaint.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
     ] = None,
     mask_url: Annotated[
         str | None, typer.Option(help="Or the URL of a mask uploaded before.")
@@ -221,6 +236,7 @@ def refine(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Repaint the masked area of a Getty asset or of a generated image."""
     settings = settings_of(ctx)
@@ -263,6 +279,7 @@ def extend(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Extend an image past its borders (percentages as the API takes them: 0.2 = 20 %)."""
 
@@ -288,6 +305,7 @@ def get(
     generation_id: GenerationIdArg,
     wait: Annotated[bool, typer.Option("--wait", help="Poll until the images are ready.")] = False,
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Show a generation: its images, or that it is still pending."""
     settings = settings_of(ctx)
@@ -315,9 +333,12 @@ def download(
     index: IndexArg,
     size: Annotated[SizeName, typer.Option(help="Download size.")] = SizeName.SIZE_4K,
     out: Out = Path("."),
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Download image INDEX of generation ID (buys it at the given size) and print its path."""
     settings = settings_of(ctx)
+    with reporting_errors(settings):
+        writable_folder("--out", out)  # before paying for anything
 
     async def body() -> None:
         async with settings.client() as client:
@@ -332,6 +353,7 @@ def sizes(
     generation_id: GenerationIdArg,
     index: IndexArg,
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """The sizes image INDEX of generation ID can be downloaded at."""
     settings = settings_of(ctx)
@@ -387,6 +409,7 @@ def history(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object a line (JSON Lines).")
     ] = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """The account's past generations, newest first."""
     settings = settings_of(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Final
 
 from ..errors import (
@@ -23,6 +24,7 @@ __all__ = [
     "describe",
     "leaf_error",
     "missing_extra",
+    "more_errors",
 ]
 
 EXIT_OK: Final = 0
@@ -58,10 +60,25 @@ class UsageError(CliError):
 
 
 def leaf_error(exc: BaseException) -> BaseException:
-    """The single error inside (nested) exception groups, else `exc` itself."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+    """The first error inside (nested) exception groups, else `exc` itself.
+
+    A group of several errors is reported by its first (``describe`` says how many more).
+    """
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+def _leaves(exc: BaseException) -> int:
+    if isinstance(exc, BaseExceptionGroup):
+        return sum(_leaves(inner) for inner in exc.exceptions)
+    return 1
+
+
+def more_errors(exc: BaseException) -> str:
+    """`` (and 3 more errors)`` when `exc` is a group of several errors, else nothing."""
+    extra = _leaves(exc) - 1
+    return f" (and {extra} more error{'s' if extra > 1 else ''})" if extra > 0 else ""
 
 
 def missing_extra(exc: BaseException) -> str | None:
@@ -77,6 +94,31 @@ def missing_extra(exc: BaseException) -> str | None:
         f"{package} is not installed; it comes with the 'cli' extra: "
         "pip install 'getty-ai-async[cli]'"
     )
+
+
+_MAX_DETAIL_CHARS = 200
+
+
+def _status_message(exc: APIStatusError) -> str:
+    """The error, with a body that is not the API's JSON summarised instead of pasted."""
+    if not isinstance(exc.body, str):
+        return str(exc)
+    response = exc.response
+    request = response.request
+    head = (
+        f"{response.status_code} {response.reason_phrase} for {request.method} {request.url.path}"
+    )
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    text = exc.body.strip()
+    if "html" in content_type or text.startswith("<"):
+        return (
+            f"{head}: the server answered with an HTML page, not the Getty API "
+            "(check --base-url/--token-url or GETTY_BASE_URL/GETTY_TOKEN_URL)"
+        )
+    first = text.splitlines()[0] if text else ""
+    if len(first) > _MAX_DETAIL_CHARS:
+        first = first[: _MAX_DETAIL_CHARS - 1] + "…"
+    return f"{head}: {first}" if first else head
 
 
 def describe(exc: BaseException) -> tuple[str, int]:
@@ -99,7 +141,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return f"permission denied: {exc} (is the product enabled for this key?)", EXIT_FAILED
     if isinstance(exc, APIStatusError):
         suffix = f" [request id {exc.request_id}]" if exc.request_id else ""
-        return f"{exc}{suffix}", EXIT_FAILED
+        return f"{_status_message(exc)}{suffix}", EXIT_FAILED
     if isinstance(exc, APIConnectionError):
         return f"cannot reach the service: {exc}", EXIT_FAILED
     if isinstance(exc, GettyAIError):
@@ -107,4 +149,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}", EXIT_FAILED
+    if isinstance(exc, sqlite3.Error):
+        return f"journal: {exc}", EXIT_FAILED
     return f"{type(exc).__name__}: {exc}", EXIT_FAILED

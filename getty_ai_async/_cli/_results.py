@@ -72,7 +72,7 @@ def bad_line_record(line: InputLine) -> dict[str, Any]:
         "status": "failed",
         "prompt": None,
         "error_type": "InvalidLine",
-        "error": f"line {line.number}: {line.error}",
+        "error": line.error,
         "replayed": False,
     }
 

@@ -116,7 +116,7 @@ def test_empty_prompt_is_a_usage_error(cli: Cli) -> None:
 
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "getty-ai: error: invalid prompt: String should have at least 1 character"
+        "getty-ai: error: invalid prompt: must not be empty or only whitespace"
     ]
 
 
