@@ -19,6 +19,7 @@ from ._errors import EXIT_FAILED, describe
 from ._output import echo_json, generation_json, generation_text, history_line, sizes_text
 from ._paths import writable_folder
 from ._run import SandboxFlag, echo_error, fail, reporting_errors, run_async, settings_of
+from ._saving import DownloadLedger, save_image
 from ._settings import Settings
 
 __all__ = ["download", "extend", "generate", "get", "history", "refine", "sizes", "variations"]
@@ -71,23 +72,36 @@ Index = Annotated[
 
 
 async def _save_images(
-    client: AsyncGettyAI, generation: Generation, size: SizeName, out: Path
+    client: AsyncGettyAI,
+    generation: Generation,
+    size: SizeName,
+    out: Path,
+    product_id: int | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Save every unblocked image concurrently; (files in index order, error lines)."""
     saved: dict[int, Path] = {}
     errors: list[str] = []
 
-    async def save(index: int) -> None:
+    async def save(ledger: DownloadLedger, index: int) -> None:
         try:
-            saved[index] = await client.downloads.save(
-                generation.generation_request_id, index, out, size_name=size
+            image = await save_image(
+                client,
+                ledger,
+                generation.generation_request_id,
+                index,
+                size,
+                out,
+                product_id=product_id,
             )
         except (GettyAIError, OSError) as exc:
             errors.append(f"image {index}: {describe(exc)[0]}")
+        else:
+            saved[index] = image.path
 
-    async with anyio.create_task_group() as group:
-        for image in generation.images:
-            group.start_soon(save, image.index)
+    with DownloadLedger(out) as ledger:
+        async with anyio.create_task_group() as group:
+            for image in generation.images:
+                group.start_soon(save, ledger, image.index)
     return [saved[index] for index in sorted(saved)], errors
 
 
@@ -119,6 +133,7 @@ def _finish(
     download: SizeName | None,
     out: Path,
     as_json: bool,
+    product_id: int | None = None,
 ) -> None:
     """Submit, wait, optionally download, print: what every generating command does."""
     if download is not None:
@@ -129,7 +144,9 @@ def _finish(
         async with settings.client() as client:
             generation = await _wait_for(client, await submit(client))
             files, errors = (
-                await _save_images(client, generation, download, out) if download else ([], [])
+                await _save_images(client, generation, download, out, product_id)
+                if download
+                else ([], [])
             )
         if as_json:
             data = generation_json(generation, files)
@@ -184,7 +201,7 @@ def generate(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings_of(ctx), submit, download, out, as_json)
+    _finish(settings_of(ctx), submit, download, out, as_json, product_id)
 
 
 def variations(
@@ -208,7 +225,7 @@ def variations(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings_of(ctx), submit, download, out, as_json)
+    _finish(settings_of(ctx), submit, download, out, as_json, product_id)
 
 
 def refine(
@@ -259,7 +276,7 @@ def refine(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings, submit, download, out, as_json)
+    _finish(settings, submit, download, out, as_json, product_id)
 
 
 def extend(
@@ -297,7 +314,7 @@ def extend(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings_of(ctx), submit, download, out, as_json)
+    _finish(settings_of(ctx), submit, download, out, as_json, product_id)
 
 
 def get(
@@ -333,17 +350,39 @@ def download(
     index: IndexArg,
     size: Annotated[SizeName, typer.Option(help="Download size.")] = SizeName.SIZE_4K,
     out: Out = Path("."),
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Download again even if the file is already in --out (free when this "
+            "folder's ledger knows the purchase: a re-download, not a new one).",
+        ),
+    ] = False,
     _sandbox: SandboxFlag = False,
 ) -> None:
-    """Download image INDEX of generation ID (buys it at the given size) and print its path."""
+    """Download image INDEX of generation ID (buys it at the given size) and print its path.
+
+    An image already saved in --out is not bought again; one bought before (recorded in
+    --out/.getty-ai-downloads.jsonl) is re-downloaded for free.
+    """
     settings = settings_of(ctx)
     with reporting_errors(settings):
         writable_folder("--out", out)  # before paying for anything
 
     async def body() -> None:
         async with settings.client() as client:
-            path = await client.downloads.save(generation_id, index, out, size_name=size)
-        typer.echo(str(path))
+            with DownloadLedger(out) as ledger:
+                saved = await save_image(
+                    client, ledger, generation_id, index, size, out, force=force
+                )
+        if saved.how == "present":
+            typer.echo(
+                f"{saved.path} is already there: not downloaded again (--force replaces it)",
+                err=True,
+            )
+        elif saved.how != "bought":
+            typer.echo("bought before: re-downloaded without buying it again", err=True)
+        typer.echo(str(saved.path))
 
     run_async(settings, body)
 

@@ -92,7 +92,10 @@ def test_download_default_size_is_4k_in_the_current_folder(
     assert Path(result.stdout.strip()).is_file()
 
 
-def test_download_with_a_fresh_sandbox_explains_the_404(cli: Cli) -> None:
+def test_download_with_a_fresh_sandbox_explains_the_404(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     result = cli("--sandbox", "download", "aaaaaaaaaaaaaaaa", "0")
 
     assert result.exit_code == 1
