@@ -167,7 +167,8 @@ def batch(
         options = {} if qps is None else {"max_requests_per_second": qps}
         async with settings.client(**options) as client:
             result = await run_batch(client, job, reporter, handle_signals=True)
-        typer.echo(summary(result, job, resume))
+        in_process = settings.sandbox and settings.simulator is None
+        typer.echo(summary(result, job, resume, in_process_sandbox=in_process))
         return result.exit_code
 
     run_async(settings, body)
