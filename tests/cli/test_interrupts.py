@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 from getty_ai_async import AsyncGettyAI
+from getty_ai_async._cli import _batch_command
 from getty_ai_async._cli._batch import BatchJob, _Batch, run_batch, summary
 from getty_ai_async._cli._inputs import open_input
 from getty_ai_async._cli._progress import QuietReporter
@@ -268,3 +269,45 @@ def test_ctrl_c_twice_on_a_real_process_then_resume(served: Served, tmp_path: Pa
     assert sandbox.stats.submissions == PROMPTS_IN_FILE
     assert sandbox.stats.downloads == IMAGES  # nothing bought twice
     assert len(list(out.glob("*.png"))) == IMAGES
+
+
+class InterruptAfter(QuietReporter):
+    """Acts like Ctrl-C once `limit` inputs have finished."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.seen = 0
+
+    def finished(self, record: dict[str, Any]) -> None:
+        self.seen += 1
+        if self.seen == self.limit:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_sandbox_batch_does_not_offer_to_resume(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --sandbox: the simulated service ends with the command; its ids mean nothing later.
+    monkeypatch.setattr(_batch_command, "_reporter", lambda quiet: InterruptAfter(3))
+
+    result = cli("--sandbox", "batch", str(PROMPTS_FILE), "--out", str(tmp_path))
+
+    assert result.exit_code == 130
+    line = result.stdout.splitlines()[-1]
+    assert line.startswith("Interrupted after ")
+    assert "run the same command" not in line
+    assert "getty-ai sandbox serve" in line
+    assert "404" in line
+
+
+def test_an_interrupted_batch_on_a_lasting_service_offers_to_resume(
+    cli: Cli, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_batch_command, "_reporter", lambda quiet: InterruptAfter(3))
+    args = ("--sandbox", "batch", str(PROMPTS_FILE), "--out", str(tmp_path))
+
+    result = cli(*args, settings=fast_settings(sandbox))  # one sandbox for every command
+
+    assert result.exit_code == 130
+    assert "To resume, run the same command: getty-ai --sandbox batch" in result.stdout
