@@ -409,13 +409,16 @@ def sizes(
     run_async(settings, body)
 
 
-def _date(option: str, value: str | None) -> dt.datetime | None:
+def _date(option: str, value: str | None) -> dt.date | dt.datetime | None:
+    """A date (the whole day, in UTC) or a date-time (naive ones are UTC)."""
     if value is None:
         return None
     try:
-        return dt.datetime.fromisoformat(value)
+        if len(value.strip()) == 10:
+            return dt.date.fromisoformat(value.strip())
+        return dt.datetime.fromisoformat(value.strip())
     except ValueError:
-        fail(f"{option}: expected a date like 2025-01-31, got {value!r}")
+        fail(f"{option}: expected a date like 2025-01-31 (or a date-time), got {value!r}")
 
 
 async def _seed_sandbox(client: AsyncGettyAI) -> None:
@@ -435,10 +438,12 @@ async def _seed_sandbox(client: AsyncGettyAI) -> None:
 def history(
     ctx: typer.Context,
     since: Annotated[
-        str | None, typer.Option(help="Only generations from this date (ISO 8601) on.")
+        str | None,
+        typer.Option(help="Only generations from this date on (ISO 8601; UTC unless an offset)."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Only generations up to this date (ISO 8601).")
+        str | None,
+        typer.Option(help="Only generations up to this date, that day included (ISO 8601)."),
     ] = None,
     media_type: Annotated[MediaType | None, typer.Option()] = None,
     page_size: Annotated[

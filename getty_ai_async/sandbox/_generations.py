@@ -49,13 +49,13 @@ class _Spec:
     original_asset: str | None = None
 
 
-def _derived_seed(core: Core, spec: _Spec, prompt: str | None) -> int:
-    """A seed for a request that gave none: from the sandbox's seed, what is asked and
-    when (its sequence number), so prompts differ and a run can be replayed exactly.
+def _derived_seed(draw: int, spec: _Spec, prompt: str | None) -> int:
+    """A seed for a request that gave none: the sandbox's next random draw (its seed and
+    sequence) mixed with what is asked, so different prompts get different seeds even
+    in a fresh sandbox, and a run can be replayed exactly.
     """
     material = (
-        f"{core.config.seed}\0{core.issued}\0{spec.generation_type}\0{prompt or ''}"
-        f"\0{spec.source}\0{spec.original_asset}"
+        f"{draw}\0{spec.generation_type}\0{prompt or ''}\0{spec.source}\0{spec.original_asset}"
     )
     digest = hashlib.blake2b(material.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big") & 0x7FFFFFFF
@@ -78,7 +78,8 @@ def _create(core: Core, req: Request, spec: _Spec) -> Response:
         blocked = sum(1 << i for i in range(count) if rng.random() < config.blocked_rate)
     body = spec.body
     prompt = body.get("prompt")
-    seed = body["seed"] if "seed" in body else _derived_seed(core, spec, prompt)
+    # Drawn only without a seed, as before: the other random choices keep their order.
+    seed = body["seed"] if "seed" in body else _derived_seed(rng.randrange(2**31), spec, prompt)
     key = GenerationKey(
         seq=core.issued,
         created_ms=now,

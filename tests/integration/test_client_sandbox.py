@@ -429,7 +429,9 @@ async def test_generate_background_for_a_registered_customer_product(
     make_sandbox_client: SandboxClientFactory,
 ) -> None:
     client = make_sandbox_client(pending_seconds=1)
-    url = await client.uploads.upload(JPEG, file_name="bottle.png", content_type="image/png")
+    url = await client.uploads.upload(
+        PNG_SIGNATURE + JPEG, file_name="bottle.png", content_type="image/png"
+    )
     registration = await client.files.register(
         url=url, rights_claimed=True, category=Category.CUSTOMER_PRODUCT
     )
