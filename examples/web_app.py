@@ -7,7 +7,7 @@ minute a generation takes. ``POST /generate`` submits with ``wait=False`` and an
 at once with the generation id; the page then polls ``GET /status/{id}``, which makes
 one ``client.generations.get(id)`` call per poll, until the images are ready.
 
-It is a plain ASGI app (no framework), served by uvicorn (the ``server`` extra). It
+It is a plain ASGI app (no framework), served by uvicorn (in the ``cli`` extra). It
 uses the sandbox unless GETTY_USE_REAL_API=1 and GETTY_API_KEY are set; with the
 sandbox, it also serves the sandbox's image URLs under /cdn/ so the browser can show
 them.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -31,6 +32,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY = 64 * 1024
+MISSING_UVICORN = (
+    "web_app.py needs uvicorn, which comes with the 'cli' extra: pip install 'getty-ai-async[cli]'"
+)
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -217,4 +221,8 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     arguments = parser.parse_args()
+    try:
+        import uvicorn  # noqa: F401 - checked before starting, to fail with one line
+    except ModuleNotFoundError:
+        sys.exit(MISSING_UVICORN)
     anyio.run(main, arguments.host, arguments.port)

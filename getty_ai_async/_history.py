@@ -14,12 +14,37 @@ from .errors import ValidationError
 __all__ = ["History"]
 
 
-def _date(field: str, value: dt.date | dt.datetime | str | None) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    raise ValidationError(field, f"expected a date, datetime or ISO string, got {value!r}")
+def _date(
+    field: str, value: dt.date | dt.datetime | str | None, *, end_of_day: bool = False
+) -> str | None:
+    """`value` as the spec's ``date-time`` (RFC 3339, in UTC: ``2020-01-01T00:00:00Z``).
+
+    A `datetime.date` (or a date-only string) means the start of that day in UTC, or its
+    last microsecond with `end_of_day`, so ``date_end=date(2020, 1, 31)`` includes the
+    31st. A naive datetime is taken as UTC. Anything else fails here, naming `field`.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = (
+                dt.date.fromisoformat(text)
+                if len(text) == 10
+                else dt.datetime.fromisoformat(text.replace("z", "Z"))
+            )
+        except ValueError:
+            raise ValidationError(
+                field, f"expected an ISO 8601 date or date-time, got {text!r}"
+            ) from None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    elif isinstance(value, dt.date):
+        clock = dt.time.max if end_of_day else dt.time.min
+        moment = dt.datetime.combine(value, clock, tzinfo=dt.UTC)
+    else:
+        raise ValidationError(field, f"expected a date, datetime or ISO string, got {value!r}")
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 class History(AsyncResource):
@@ -36,7 +61,12 @@ class History(AsyncResource):
         product_ids: Sequence[int] | None = None,
         company_generations: bool | None = None,
     ) -> GenerationHistory:
-        """One page of the history (1-based) and the total `result_count`."""
+        """One page of the history (1-based) and the total `result_count`.
+
+        Dates go out as the spec's ``date-time`` in UTC: a `datetime.date` covers that
+        whole day (``date_start`` from its first instant, ``date_end`` to its last), a
+        naive datetime is taken as UTC, strings are parsed as ISO 8601.
+        """
         if page < 1:
             raise ValidationError("page", "pages start at 1")
         if page_size is not None and page_size < 1:
@@ -45,7 +75,7 @@ class History(AsyncResource):
             "page": page,
             "page_size": page_size,
             "date_start": _date("date_start", date_start),
-            "date_end": _date("date_end", date_end),
+            "date_end": _date("date_end", date_end, end_of_day=True),
             "media_type": MediaType(media_type).value if media_type is not None else None,
             "product_ids": list(product_ids) if product_ids is not None else None,
             "company_generations": None

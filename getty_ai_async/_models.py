@@ -10,7 +10,15 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 __all__ = [
@@ -113,7 +121,17 @@ class GenerationType(StrEnum):
 
 
 NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1)]
-Prompt = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_string", "must not be empty or only whitespace")
+    return value
+
+
+Prompt = Annotated[str, AfterValidator(_not_blank)]
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+"""The spec's ``format: int32`` (seeds, product ids): larger values are refused locally."""
 Percentage = Annotated[float, Field(ge=0, le=3.4e38, allow_inf_nan=False)]
 Level = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Index = Annotated[int, Field(ge=0)]
@@ -133,7 +151,7 @@ class _Request(BaseModel):
 
 
 class _BillingFields(_Request):
-    product_id: int | None = None
+    product_id: Int32 | None = None
     """Which AI Generation product to charge, when the account has several."""
     project_code: str | None = None
     """Required by some products, forbidden by others."""
@@ -148,7 +166,7 @@ class GenerationRequest(_BillingFields):
     """What to generate; must not be empty."""
     negative_prompt: str | None = None
     """Concepts to exclude."""
-    seed: int | None = None
+    seed: Int32 | None = None
     """Reuse a previous generation's seed to reproduce its aesthetic."""
     aspect_ratio: AspectRatio | None = None
     media_type: MediaType | None = None
@@ -250,7 +268,7 @@ class _InfluenceRequest(_Referenced, _Prompted):
     """Or a registered file (see `files.register`)."""
     media_type: MediaType | None = None
     mood: Mood | None = None
-    seed: int | None = None
+    seed: Int32 | None = None
 
     @classmethod
     def _reference_fields(cls) -> tuple[str, ...]:
@@ -295,7 +313,7 @@ class RedownloadRequest(_Request):
 
     generated_asset_id: NonEmptyStr
     size_name: SizeName = SizeName.SIZE_4K
-    product_id: int | None = None
+    product_id: Int32 | None = None
     project_code: str | None = None
     notes: str | None = None
 

@@ -2,22 +2,90 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any, Protocol, cast
 
 import typer
+from typer.core import TyperGroup
 
 from .._version import __version__
 from ._batch_command import batch
 from ._commands import download, extend, generate, get, history, refine, sizes, variations
-from ._errors import UsageError
-from ._run import cli_logging, reporting_errors
+from ._errors import EXIT_INTERRUPTED, UsageError
+from ._run import cli_logging, echo_error, one_line, reporting_errors
 from ._sandbox_command import sandbox_app
 from ._settings import Settings, parse_max_pending
 
 __all__ = ["app", "run"]
 
+
+class _ClickError(Protocol):
+    """What click's exceptions offer (typer may bring its own copy of click)."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+    def show(self) -> None: ...
+
+
+def _click_class(name: str) -> type[Exception]:
+    # typer re-exports BadParameter from whichever click it uses; its bases are the rest.
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name:
+            return cast("type[Exception]", cls)
+    raise RuntimeError(f"click has no {name}")  # pragma: no cover
+
+
+_CLICK_ERROR = _click_class("ClickException")
+_USAGE_ERROR = _click_class("UsageError")
+
+
+def usage_message(error: Exception) -> str:
+    """click's error as one line (click prints usage, a hint and the error on three)."""
+    message = cast("_ClickError", error).format_message().replace("Value error, ", "")
+    message = message.rstrip(".")
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    context = getattr(error, "ctx", None)
+    if isinstance(error, _USAGE_ERROR) and context is not None:
+        message += f" (see '{context.command_path} --help')"
+    return one_line(message)
+
+
+class _Group(TyperGroup):
+    """The root command; click's own errors become one line, like every other error."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except _CLICK_ERROR as exc:
+            error = cast("_ClickError", exc)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                error.show()  # no arguments at all: the help text is the answer
+            else:
+                echo_error(usage_message(exc))
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            echo_error("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="getty-ai",
+    cls=_Group,
     help="Generate images with the Getty Images AI Generator API (or its built-in sandbox).",
     no_args_is_help=True,
     add_completion=False,

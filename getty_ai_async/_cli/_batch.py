@@ -10,7 +10,6 @@ disk kept.
 from __future__ import annotations
 
 import contextlib
-import glob
 import signal
 from array import array
 from collections import deque
@@ -24,7 +23,6 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from .._client import AsyncGettyAI
-from .._downloads import safe_filename
 from .._fanout import GenerationOutcome, GenerationRun, RequestLike
 from .._limiter import MaxPending
 from .._models import GeneratedImage, SizeName
@@ -32,7 +30,8 @@ from ..errors import AuthenticationError, GettyAIError
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, describe
 from ._inputs import BatchInput, InputLine
 from ._progress import BatchCounts, Reporter
-from ._results import ResultsWriter, bad_line_record, outcome_record
+from ._results import Remedy, ResultsWriter, bad_line_record, outcome_record, remedy_of
+from ._saving import DownloadLedger, save_image
 
 __all__ = ["DEFAULT_JOURNAL_NAME", "DEFAULT_RESULTS_NAME", "BatchJob", "BatchResult", "run_batch"]
 
@@ -82,14 +81,6 @@ class BatchResult:
         return EXIT_OK
 
 
-def _existing_file(folder: Path, stem: str) -> Path | None:
-    """A file an earlier run saved under `stem` (with whatever extension), if any."""
-    for found in folder.glob(glob.escape(stem) + ".*"):
-        return found
-    plain = folder / stem
-    return plain if plain.is_file() else None
-
-
 class _Batch:
     def __init__(self, client: AsyncGettyAI, job: BatchJob, reporter: Reporter) -> None:
         self._client = client
@@ -111,6 +102,10 @@ class _Batch:
         self._backlog = anyio.Semaphore(_SAVE_BACKLOG)
         self._writer: ResultsWriter | None = None
         self._run: GenerationRun | None = None
+        self._received = 0
+        """Outcomes taken from the run."""
+        self._background: TaskGroup | None = None
+        self._ledger = DownloadLedger(job.out)
 
     # ----------------------------------------------------------------- running
 
@@ -126,17 +121,20 @@ class _Batch:
         )
         self._reporter.start(self.counts)
         try:
-            with ResultsWriter(job.results) as self._writer:
+            with ResultsWriter(job.results) as self._writer, self._ledger:
                 async with anyio.create_task_group() as background:
+                    self._background = background
                     background.start_soon(self._tick)
                     if handle_signals:
-                        background.start_soon(self._watch_signals, background)
+                        background.start_soon(self._watch_signals)
                     with self._work:
                         async with anyio.create_task_group() as saves:
                             async with run:
                                 await self._consume(run, saves)
                             if not self._complete and not self._stopping:
                                 saves.cancel_scope.cancel()
+                    if not self._complete:
+                        await self._record_the_rest(run)
                     self._flush_rejected()
                     background.cancel_scope.cancel()
         finally:
@@ -163,25 +161,56 @@ class _Batch:
 
     async def _consume(self, run: GenerationRun, saves: TaskGroup) -> None:
         async for outcome in run:
+            self._received += 1
             self._flush_rejected()
             line = self._line_of[outcome.index]
             if isinstance(outcome.error, AuthenticationError):
                 # Every other input would fail the same way: stop and say so once.
                 self._fatal = outcome.error
-                self._record(outcome_record(line, outcome))
+                self._record(outcome_record(line, outcome), remedy_of(outcome))
                 return
             images = self._images_to_save(outcome)
-            if images:
+            if images and not self._stopping:
                 self.counts.images_queued += len(images)
-                await self._backlog.acquire()
+                try:
+                    await self._backlog.acquire()
+                except BaseException:
+                    # Stopped at once: the result line is written all the same.
+                    self._record_unsaved(line, outcome, images)
+                    raise
                 saves.start_soon(self._save_and_record, line, outcome, images)
             else:
-                self._record(outcome_record(line, outcome))
+                self._record_unsaved(line, outcome, images)
             if self._stopping or self._interrupted:
                 return
         self._exhausted = True
 
-    def _record(self, record: dict[str, Any]) -> None:
+    async def _record_the_rest(self, run: GenerationRun) -> None:
+        """After a stop: write the lines of outcomes the run had already produced.
+
+        Their results are in the journal; without their lines, the results file and the
+        counts would say less was done than was paid for. The run is closed by now, so
+        this only hands over what it holds (no request is made).
+        """
+        stats = run.stats
+        while self._received < stats.done + stats.failed:
+            try:
+                outcome = await run.__anext__()
+            except StopAsyncIteration:
+                return
+            self._received += 1
+            line = self._line_of[outcome.index]
+            self._record_unsaved(line, outcome, self._images_to_save(outcome))
+
+    def _record_unsaved(
+        self, line: int, outcome: GenerationOutcome, images: list[GeneratedImage]
+    ) -> None:
+        """The result line of an input whose images (if any) were not saved this time."""
+        unsaved = [image.index for image in images]
+        self.counts.images_unsaved += len(unsaved)
+        self._record(outcome_record(line, outcome, unsaved=unsaved), remedy_of(outcome))
+
+    def _record(self, record: dict[str, Any], remedy: Remedy | None = None) -> None:
         counts = self.counts
         status = record["status"]
         if status == "done":
@@ -190,6 +219,8 @@ class _Batch:
             counts.blocked += 1
         else:
             counts.failed += 1
+            if remedy is not None:
+                counts.remedies[remedy] += 1
         if record["replayed"]:
             counts.replayed += 1
         assert self._writer is not None
@@ -203,7 +234,7 @@ class _Batch:
     def _flush_rejected(self) -> None:
         while self._rejected:
             self.counts.invalid += 1
-            self._record(bad_line_record(self._rejected.popleft()))
+            self._record(bad_line_record(self._rejected.popleft()), "fix_input")
 
     def _sync_stats(self) -> None:
         if self._run is not None:
@@ -220,7 +251,7 @@ class _Batch:
 
     # ------------------------------------------------------------------- Ctrl-C
 
-    async def _watch_signals(self, background: TaskGroup) -> None:
+    async def _watch_signals(self) -> None:
         with contextlib.ExitStack() as stack:
             try:
                 received = stack.enter_context(
@@ -229,16 +260,26 @@ class _Batch:
             except (NotImplementedError, RuntimeError, ValueError):
                 return  # not the main thread, or no signal handlers on this platform
             async for _ in received:
-                if self._stopping:
-                    self._reporter.note("Stopping now.")
-                    self._work.cancel()
+                if self.interrupt():
                     return
-                self._stopping = True
-                self._reporter.note(
-                    "Stopping: nothing new is submitted; waiting for the requests in flight "
-                    "(Ctrl-C again to stop at once)."
-                )
-                background.start_soon(self._drain)
+
+    def interrupt(self) -> bool:
+        """What Ctrl-C does: the first stops gracefully, the second at once (True then)."""
+        if self._stopping:
+            self._reporter.note("Stopping now.")
+            assert self._run is not None
+            # Generation POSTs cut off now leave their inputs "uncertain".
+            self.counts.cut_submissions = self._run.stats.in_flight
+            self._work.cancel()
+            return True
+        self._stopping = True
+        self._reporter.note(
+            "Stopping: nothing new is submitted; waiting for the requests in flight "
+            "(Ctrl-C again to stop at once)."
+        )
+        assert self._background is not None
+        self._background.start_soon(self._drain)
+        return False
 
     async def _drain(self) -> None:
         # A generation POST cut off mid-way leaves its input "uncertain" in the journal
@@ -264,54 +305,72 @@ class _Batch:
     async def _save_and_record(
         self, line: int, outcome: GenerationOutcome, images: list[GeneratedImage]
     ) -> None:
+        assert outcome.generation is not None
+        generation_id = outcome.generation.generation_request_id
+        product_id = outcome.request.product_id if outcome.request is not None else None
+        files: dict[int, str] = {}
+        errors: dict[int, str] = {}
         try:
-            assert outcome.generation is not None
-            generation_id = outcome.generation.generation_request_id
-            files: dict[int, str] = {}
-            errors: list[str] = []
             async with anyio.create_task_group() as group:
                 for image in images:
-                    group.start_soon(self._save_image, generation_id, image.index, files, errors)
-            if len(files) + len(errors) < len(images):
-                return  # cut short by Ctrl-C: a rerun replays this input and saves the rest
+                    group.start_soon(
+                        self._save_image, generation_id, image.index, product_id, files, errors
+                    )
+        finally:
+            # Written even when Ctrl-C cut the saving short: the generation is paid for and
+            # the journal has it. Images not saved yet are listed; a rerun saves them.
+            unsaved = [i.index for i in images if i.index not in files and i.index not in errors]
+            self.counts.images_unsaved += len(unsaved)
             self._record(
                 outcome_record(
                     line,
                     outcome,
                     files=[files.get(image.index) for image in outcome.generation.images],
-                    download_error="; ".join(errors) or None,
-                )
+                    download_error="; ".join(errors[i] for i in sorted(errors)) or None,
+                    unsaved=unsaved,
+                ),
+                remedy_of(outcome),
             )
-        finally:
             self._backlog.release()
 
     async def _save_image(
-        self, generation_id: str, index: int, files: dict[int, str], errors: list[str]
+        self,
+        generation_id: str,
+        index: int,
+        product_id: int | None,
+        files: dict[int, str],
+        errors: dict[int, str],
     ) -> None:
         job = self._job
         assert job.download is not None
-        stem = safe_filename(f"{generation_id}_{index}_{job.download.value}")
         try:
-            found = await anyio.to_thread.run_sync(_existing_file, job.out, stem)
-            if found is not None:
-                self.counts.images_present += 1
-            else:
-                async with self._saves:
-                    if self._stopping:
-                        return
-                    self._saving += 1
-                    try:
-                        found = await self._client.downloads.save(
-                            generation_id, index, job.out, size_name=job.download
-                        )
-                    finally:
-                        self._saving -= 1
-                self.counts.images_saved += 1
+            async with self._saves:
+                if self._stopping:
+                    return  # Ctrl-C: nothing new starts; a rerun saves it
+                self._saving += 1
+                try:
+                    saved = await save_image(
+                        self._client,
+                        self._ledger,
+                        generation_id,
+                        index,
+                        job.download,
+                        job.out,
+                        product_id=product_id,
+                    )
+                finally:
+                    self._saving -= 1
         except (GettyAIError, OSError) as exc:
             self.counts.images_failed += 1
-            errors.append(f"image {index}: {describe(exc)[0]}")
+            errors[index] = f"image {index}: {describe(exc)[0]}"
             return
-        files[index] = str(job.out / found.name)
+        if saved.how == "present":
+            self.counts.images_present += 1
+        elif saved.how == "bought":
+            self.counts.images_saved += 1
+        else:
+            self.counts.images_refetched += 1
+        files[index] = str(job.out / saved.path.name)
 
 
 async def run_batch(
@@ -327,8 +386,78 @@ async def run_batch(
     return await _Batch(client, job, reporter).run(handle_signals)
 
 
-def summary(result: BatchResult, job: BatchJob, resume_command: str) -> str:
-    """The one line printed when a batch ends."""
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _interrupted(
+    result: BatchResult, job: BatchJob, resume_command: str, in_process_sandbox: bool
+) -> str:
+    counts = result.counts
+    parts = [f"Interrupted after {counts.finished} of {counts.total} inputs"]
+    if in_process_sandbox:
+        # The simulated service lived inside this command: nothing it knew survives.
+        left = []
+        if counts.pending:
+            left.append(_plural(counts.pending, "pending generation"))
+        if counts.images_unsaved:
+            left.append(_plural(counts.images_unsaved, "unsaved image"))
+        lost = f" ({' and '.join(left)} would come back as 404s)" if left else ""
+        return (
+            f"{parts[0]}. --sandbox ran a sandbox inside this command and it is gone, so "
+            f"rerunning only replays what finished{lost}. To interrupt and resume for real, "
+            "run `getty-ai sandbox serve` and point GETTY_BASE_URL and GETTY_TOKEN_URL at it"
+        )
+    if job.journal is not None and counts.pending:
+        parts.append(f"{_plural(counts.pending, 'pending generation')} are kept in {job.journal}")
+    if counts.images_unsaved:
+        parts.append(f"{_plural(counts.images_unsaved, 'image')} not saved yet")
+    if counts.cut_submissions:
+        parts.append(
+            f"{_plural(counts.cut_submissions, 'submission')} cut off mid-request: the rerun "
+            "reports them as uncertain (look for them in `getty-ai history` before "
+            "submitting them again)"
+        )
+    return "; ".join(parts) + f". To resume, run the same command: {resume_command}"
+
+
+def _failure_hints(counts: BatchCounts) -> list[str]:
+    """What to do about the failures, promising only what each remedy really does."""
+    remedies = counts.remedies
+    hints = ['see "error" and "download_error" there']
+    if remedies["retry_failed"]:
+        hints.append(
+            f"--retry-failed submits the {_plural(remedies['retry_failed'], 'refused input')} again"
+        )
+    if remedies["rerun"]:
+        hints.append(
+            f"rerunning the same command resumes {_plural(remedies['rerun'], 'input')} "
+            "still pending or never sent"
+        )
+    if remedies["uncertain"]:
+        hints.append(
+            f"{_plural(remedies['uncertain'], 'input')} may have been created anyway: look "
+            "for them in `getty-ai history` before submitting them again (no option "
+            "resubmits them)"
+        )
+    if remedies["fix_input"]:
+        hints.append(f"fix the {_plural(remedies['fix_input'], 'unusable input')}")
+    if counts.images_failed:
+        hints.append(
+            f"rerunning saves the {_plural(counts.images_failed, 'image')} that failed, "
+            "without buying anything twice"
+        )
+    return hints
+
+
+def summary(
+    result: BatchResult, job: BatchJob, resume_command: str, *, in_process_sandbox: bool = False
+) -> str:
+    """The one line printed when a batch ends.
+
+    `in_process_sandbox`: the batch ran with ``--sandbox``, whose simulated service ends
+    with the command (so there is nothing to resume against).
+    """
     counts = result.counts
     total = counts.total
     if result.fatal is not None:
@@ -337,12 +466,7 @@ def summary(result: BatchResult, job: BatchJob, resume_command: str) -> str:
             f"--retry-failed added: {resume_command} --retry-failed"
         )
     if not result.complete:
-        kept = f"; {counts.pending} pending generations are kept in {job.journal}"
-        return (
-            f"Interrupted after {counts.finished} of {total} inputs"
-            f"{kept if job.journal is not None and counts.pending else ''}. "
-            f"To resume, run the same command: {resume_command}"
-        )
+        return _interrupted(result, job, resume_command, in_process_sandbox)
     head = f"{counts.done + counts.blocked} of {total} inputs succeeded in {counts.elapsed:.1f}s"
     if counts.blocked:
         head += f" ({counts.blocked} with every image blocked by policy)"
@@ -350,10 +474,16 @@ def summary(result: BatchResult, job: BatchJob, resume_command: str) -> str:
     if counts.replayed:
         parts.append(f"{counts.replayed} replayed from the journal")
     if counts.failed:
-        invalid = f" ({counts.invalid} unusable lines)" if counts.invalid else ""
-        parts.append(f"{counts.failed} failed{invalid}")
+        details = []
+        if counts.invalid:
+            details.append(f"{counts.invalid} unusable lines")
+        if counts.remedies["uncertain"]:
+            details.append(f"{counts.remedies['uncertain']} uncertain")
+        parts.append(f"{counts.failed} failed" + (f" ({', '.join(details)})" if details else ""))
     if counts.downloads:
         images = f"images in {job.out}: {counts.images_saved} saved"
+        if counts.images_refetched:
+            images += f", {counts.images_refetched} fetched again without buying"
         if counts.images_present:
             images += f", {counts.images_present} already there"
         if counts.images_failed:
@@ -361,7 +491,5 @@ def summary(result: BatchResult, job: BatchJob, resume_command: str) -> str:
         parts.append(images)
     line = "; ".join(parts) + f". Results: {job.results}"
     if counts.failed or counts.images_failed:
-        line += (
-            ' (see "error" and "download_error" there; --retry-failed submits failed inputs again)'
-        )
+        line += f" ({'; '.join(_failure_hints(counts))})"
     return line

@@ -17,8 +17,9 @@ from .._models import SizeName
 from ._batch import DEFAULT_JOURNAL_NAME, DEFAULT_RESULTS_NAME, BatchJob, run_batch, summary
 from ._errors import UsageError
 from ._inputs import STDIN, InputFormat, open_input
+from ._paths import writable_file, writable_folder
 from ._progress import PlainReporter, QuietReporter, Reporter, RichReporter
-from ._run import fail, reporting_errors, run_async, settings_of
+from ._run import SandboxFlag, fail, reporting_errors, run_async, settings_of
 from ._settings import parse_max_pending
 
 __all__ = ["batch", "command_line"]
@@ -45,6 +46,11 @@ def command_line(ctx: typer.Context) -> str:
             name = param.name or ""
             source = context.get_parameter_source(name)
             if name in _SECRET_PARAMETERS or source is None or source.name != "COMMANDLINE":
+                continue
+            if name not in context.params:
+                # Not passed to the command (--sandbox after the command): a flag.
+                if getattr(param, "is_flag", False):
+                    words.append(param.opts[0])
                 continue
             value = context.params[name]
             if param.param_type_name == "argument":
@@ -131,6 +137,7 @@ def batch(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final summary.")
     ] = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Generate images for every prompt of FILE, many at once; rerun to resume.
 
@@ -160,23 +167,31 @@ def batch(
         options = {} if qps is None else {"max_requests_per_second": qps}
         async with settings.client(**options) as client:
             result = await run_batch(client, job, reporter, handle_signals=True)
-        typer.echo(summary(result, job, resume))
+        in_process = settings.sandbox and settings.simulator is None
+        typer.echo(summary(result, job, resume, in_process_sandbox=in_process))
         return result.exit_code
 
     run_async(settings, body)
 
 
 def _check_outputs(job: BatchJob) -> None:
-    """Refuse outputs that would destroy the input or an unreadable journal, before writing."""
+    """Before anything is sent: refuse outputs that would destroy the input, an unreadable
+    journal, and any output (results, journal, image folder) that cannot be written.
+    """
     outputs = (("--results", job.results), ("--journal", job.journal))
     if job.source.source != STDIN:
         source = Path(job.source.source).resolve()
         for option, path in outputs:
             if path is not None and path.resolve() == source:
                 raise UsageError(f"{option} {path} is the input file; it would be overwritten")
-    if job.journal is not None and job.journal.exists():
-        try:
-            with contextlib.closing(sqlite3.connect(job.journal)) as db:
-                db.execute("PRAGMA schema_version")
-        except sqlite3.DatabaseError as exc:
-            raise UsageError(f"--journal {job.journal} is not a journal: {exc}") from None
+    if job.download is not None:
+        writable_folder("--out", job.out)
+    writable_file("--results", job.results)
+    if job.journal is not None:
+        writable_file("--journal", job.journal)
+        if job.journal.exists():
+            try:
+                with contextlib.closing(sqlite3.connect(job.journal)) as db:
+                    db.execute("PRAGMA schema_version")
+            except sqlite3.DatabaseError as exc:
+                raise UsageError(f"--journal {job.journal} is not a journal: {exc}") from None

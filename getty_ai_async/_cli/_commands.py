@@ -17,7 +17,9 @@ from .._models import AspectRatio, DepthOfField, Generation, LensType, MediaType
 from ..errors import GettyAIError
 from ._errors import EXIT_FAILED, describe
 from ._output import echo_json, generation_json, generation_text, history_line, sizes_text
-from ._run import echo_error, fail, run_async, settings_of
+from ._paths import writable_folder
+from ._run import SandboxFlag, echo_error, fail, reporting_errors, run_async, settings_of
+from ._saving import DownloadLedger, save_image
 from ._settings import Settings
 
 __all__ = ["download", "extend", "generate", "get", "history", "refine", "sizes", "variations"]
@@ -49,7 +51,9 @@ Download = Annotated[
 Out = Annotated[Path, typer.Option("--out", help="Folder for downloaded images.", file_okay=False)]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 GenerationIdArg = Annotated[str, typer.Argument(help="A generation_request_id.", metavar="ID")]
-IndexArg = Annotated[int, typer.Argument(help="Image index (0-based).", min=0, metavar="INDEX")]
+IndexArg = Annotated[
+    int, typer.Argument(help="Image index (0-based).", min=0, max=2**31 - 1, metavar="INDEX")
+]
 AssetId = Annotated[
     str | None, typer.Option(help="Work from this Getty creative asset id.", show_default=False)
 ]
@@ -59,30 +63,45 @@ GenerationId = Annotated[
         "--generation-id", help="Or from an image of an earlier generation (with --index)."
     ),
 ]
-Index = Annotated[int | None, typer.Option(help="Image index for --generation-id.", min=0)]
+Index = Annotated[
+    int | None, typer.Option(help="Image index for --generation-id.", min=0, max=2**31 - 1)
+]
 
 
 # ------------------------------------------------------------------ helpers
 
 
 async def _save_images(
-    client: AsyncGettyAI, generation: Generation, size: SizeName, out: Path
+    client: AsyncGettyAI,
+    generation: Generation,
+    size: SizeName,
+    out: Path,
+    product_id: int | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Save every unblocked image concurrently; (files in index order, error lines)."""
     saved: dict[int, Path] = {}
     errors: list[str] = []
 
-    async def save(index: int) -> None:
+    async def save(ledger: DownloadLedger, index: int) -> None:
         try:
-            saved[index] = await client.downloads.save(
-                generation.generation_request_id, index, out, size_name=size
+            image = await save_image(
+                client,
+                ledger,
+                generation.generation_request_id,
+                index,
+                size,
+                out,
+                product_id=product_id,
             )
-        except GettyAIError as exc:
+        except (GettyAIError, OSError) as exc:
             errors.append(f"image {index}: {describe(exc)[0]}")
+        else:
+            saved[index] = image.path
 
-    async with anyio.create_task_group() as group:
-        for image in generation.images:
-            group.start_soon(save, image.index)
+    with DownloadLedger(out) as ledger:
+        async with anyio.create_task_group() as group:
+            for image in generation.images:
+                group.start_soon(save, ledger, image.index)
     return [saved[index] for index in sorted(saved)], errors
 
 
@@ -114,14 +133,20 @@ def _finish(
     download: SizeName | None,
     out: Path,
     as_json: bool,
+    product_id: int | None = None,
 ) -> None:
     """Submit, wait, optionally download, print: what every generating command does."""
+    if download is not None:
+        with reporting_errors(settings):
+            writable_folder("--out", out)  # before paying for anything
 
     async def body() -> int:
         async with settings.client() as client:
             generation = await _wait_for(client, await submit(client))
             files, errors = (
-                await _save_images(client, generation, download, out) if download else ([], [])
+                await _save_images(client, generation, download, out, product_id)
+                if download
+                else ([], [])
             )
         if as_json:
             data = generation_json(generation, files)
@@ -159,6 +184,7 @@ def generate(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Generate images from a prompt; prints the generation id and image URLs."""
 
@@ -175,7 +201,7 @@ def generate(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings_of(ctx), submit, download, out, as_json)
+    _finish(settings_of(ctx), submit, download, out, as_json, product_id)
 
 
 def variations(
@@ -188,6 +214,7 @@ def variations(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """New images in the spirit of image INDEX of generation ID."""
 
@@ -198,7 +225,7 @@ def variations(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings_of(ctx), submit, download, out, as_json)
+    _finish(settings_of(ctx), submit, download, out, as_json, product_id)
 
 
 def refine(
@@ -208,7 +235,12 @@ def refine(
     index: Index = None,
     mask: Annotated[
         Path | None,
-        typer.Option(help="Mask image to upload (JPEG) marking the area to repaint."),
+        typer.Option(
+            help="Mask image to upload (JPEG) marking the area to repaint.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
     ] = None,
     mask_url: Annotated[
         str | None, typer.Option(help="Or the URL of a mask uploaded before.")
@@ -221,6 +253,7 @@ def refine(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Repaint the masked area of a Getty asset or of a generated image."""
     settings = settings_of(ctx)
@@ -243,7 +276,7 @@ def refine(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings, submit, download, out, as_json)
+    _finish(settings, submit, download, out, as_json, product_id)
 
 
 def extend(
@@ -263,6 +296,7 @@ def extend(
     download: Download = None,
     out: Out = Path("."),
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Extend an image past its borders (percentages as the API takes them: 0.2 = 20 %)."""
 
@@ -280,7 +314,7 @@ def extend(
             **_submit_options(product_id, project_code, notes),
         )
 
-    _finish(settings_of(ctx), submit, download, out, as_json)
+    _finish(settings_of(ctx), submit, download, out, as_json, product_id)
 
 
 def get(
@@ -288,6 +322,7 @@ def get(
     generation_id: GenerationIdArg,
     wait: Annotated[bool, typer.Option("--wait", help="Poll until the images are ready.")] = False,
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """Show a generation: its images, or that it is still pending."""
     settings = settings_of(ctx)
@@ -315,14 +350,39 @@ def download(
     index: IndexArg,
     size: Annotated[SizeName, typer.Option(help="Download size.")] = SizeName.SIZE_4K,
     out: Out = Path("."),
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Download again even if the file is already in --out (free when this "
+            "folder's ledger knows the purchase: a re-download, not a new one).",
+        ),
+    ] = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
-    """Download image INDEX of generation ID (buys it at the given size) and print its path."""
+    """Download image INDEX of generation ID (buys it at the given size) and print its path.
+
+    An image already saved in --out is not bought again; one bought before (recorded in
+    --out/.getty-ai-downloads.jsonl) is re-downloaded for free.
+    """
     settings = settings_of(ctx)
+    with reporting_errors(settings):
+        writable_folder("--out", out)  # before paying for anything
 
     async def body() -> None:
         async with settings.client() as client:
-            path = await client.downloads.save(generation_id, index, out, size_name=size)
-        typer.echo(str(path))
+            with DownloadLedger(out) as ledger:
+                saved = await save_image(
+                    client, ledger, generation_id, index, size, out, force=force
+                )
+        if saved.how == "present":
+            typer.echo(
+                f"{saved.path} is already there: not downloaded again (--force replaces it)",
+                err=True,
+            )
+        elif saved.how != "bought":
+            typer.echo("bought before: re-downloaded without buying it again", err=True)
+        typer.echo(str(saved.path))
 
     run_async(settings, body)
 
@@ -332,6 +392,7 @@ def sizes(
     generation_id: GenerationIdArg,
     index: IndexArg,
     as_json: Json = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """The sizes image INDEX of generation ID can be downloaded at."""
     settings = settings_of(ctx)
@@ -348,13 +409,16 @@ def sizes(
     run_async(settings, body)
 
 
-def _date(option: str, value: str | None) -> dt.datetime | None:
+def _date(option: str, value: str | None) -> dt.date | dt.datetime | None:
+    """A date (the whole day, in UTC) or a date-time (naive ones are UTC)."""
     if value is None:
         return None
     try:
-        return dt.datetime.fromisoformat(value)
+        if len(value.strip()) == 10:
+            return dt.date.fromisoformat(value.strip())
+        return dt.datetime.fromisoformat(value.strip())
     except ValueError:
-        fail(f"{option}: expected a date like 2025-01-31, got {value!r}")
+        fail(f"{option}: expected a date like 2025-01-31 (or a date-time), got {value!r}")
 
 
 async def _seed_sandbox(client: AsyncGettyAI) -> None:
@@ -374,10 +438,12 @@ async def _seed_sandbox(client: AsyncGettyAI) -> None:
 def history(
     ctx: typer.Context,
     since: Annotated[
-        str | None, typer.Option(help="Only generations from this date (ISO 8601) on.")
+        str | None,
+        typer.Option(help="Only generations from this date on (ISO 8601; UTC unless an offset)."),
     ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Only generations up to this date (ISO 8601).")
+        str | None,
+        typer.Option(help="Only generations up to this date, that day included (ISO 8601)."),
     ] = None,
     media_type: Annotated[MediaType | None, typer.Option()] = None,
     page_size: Annotated[
@@ -387,6 +453,7 @@ def history(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object a line (JSON Lines).")
     ] = False,
+    _sandbox: SandboxFlag = False,
 ) -> None:
     """The account's past generations, newest first."""
     settings = settings_of(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
@@ -47,10 +48,19 @@ class BatchCounts:
     """Generation POSTs sent (a 429 and its retry count twice)."""
     rate_limited: int = 0
     images_saved: int = 0
+    """Images bought and saved."""
     images_present: int = 0
     """Images already on disk from an earlier run (not downloaded again)."""
+    images_refetched: int = 0
+    """Images an earlier run had bought, fetched again without buying them again."""
     images_failed: int = 0
+    images_unsaved: int = 0
+    """Images left unsaved because the batch was stopped (a rerun saves them)."""
     images_queued: int = 0
+    cut_submissions: int = 0
+    """Generation POSTs cut off by a second Ctrl-C (their inputs are uncertain now)."""
+    remedies: Counter[str] = field(default_factory=Counter)
+    """Failed inputs by what can still get them done (see `_results.Remedy`)."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -78,7 +88,8 @@ class BatchCounts:
             f"{self.failed} failed, {self.pending} pending, {self.submit_rate:.1f} submits/s"
         )
         if self.downloads:
-            line += f"; images: {self.images_saved} saved, {self.images_failed} failed"
+            saved = self.images_saved + self.images_refetched
+            line += f"; images: {saved} saved, {self.images_failed} failed"
         return line
 
 
@@ -116,6 +127,8 @@ def describe_record(record: dict[str, Any]) -> str:
     saved = sum(1 for image in images if "file" in image)
     if saved:
         detail += f", {saved} saved"
+    if record.get("unsaved"):
+        detail += f", {len(record['unsaved'])} not saved yet"
     if record.get("replayed"):
         detail += ", from journal"
     if record.get("download_error"):
@@ -213,12 +226,13 @@ class RichReporter:
             )
             self._progress.update(self._inputs, completed=counts.finished, detail=detail)
         if self._images is not None:
-            handled = counts.images_saved + counts.images_present + counts.images_failed
+            saved = counts.images_saved + counts.images_refetched
+            handled = saved + counts.images_present + counts.images_failed
             self._progress.update(
                 self._images,
                 completed=handled,
                 total=counts.images_queued,
-                detail=f"saved {counts.images_saved} · already there {counts.images_present}"
+                detail=f"saved {saved} · already there {counts.images_present}"
                 f" · failed {counts.images_failed}",
             )
 

@@ -8,12 +8,42 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from .._fanout import GenerationOutcome
-from ..errors import RecordedError
+from ..errors import (
+    APIStatusError,
+    GenerationTimeoutError,
+    RateLimitError,
+    RecordedError,
+    SubmissionUncertainError,
+    ValidationError,
+)
 from ._inputs import InputLine
 
-__all__ = ["ResultsWriter", "Status", "bad_line_record", "outcome_record", "status_of"]
+__all__ = [
+    "Remedy",
+    "ResultsWriter",
+    "Status",
+    "bad_line_record",
+    "outcome_record",
+    "remedy_of",
+    "status_of",
+]
 
 Status = Literal["done", "blocked", "failed"]
+
+Remedy = Literal["retry_failed", "rerun", "fix_input", "uncertain"]
+"""What gets a failed input done, given how the journal left it:
+
+- ``retry_failed``: refused for sure (recorded as failed): ``--retry-failed`` submits it
+  again;
+- ``rerun``: nothing is lost and the same command picks it up (still pending at the
+  service, or a 429 that left it unsent);
+- ``fix_input``: the input itself is unusable;
+- ``uncertain``: the POST may have created a generation; nothing resubmits it (look for
+  it in the history first).
+"""
+
+# Poll errors after which the journal keeps the generation pending (see GenerationRun).
+_POLL_GONE = frozenset({404, 410})
 
 
 def status_of(outcome: GenerationOutcome) -> Status:
@@ -23,14 +53,41 @@ def status_of(outcome: GenerationOutcome) -> Status:
     return "done" if outcome.generation.images else "blocked"
 
 
+def remedy_of(outcome: GenerationOutcome) -> Remedy | None:
+    """How a failed input can still be done (None when it did not fail)."""
+    error = outcome.error
+    if error is None:
+        return None
+    if isinstance(error, SubmissionUncertainError):
+        return "uncertain"
+    if isinstance(error, ValidationError) or outcome.request is None:
+        return "fix_input"
+    if isinstance(error, RecordedError):
+        return "retry_failed"  # replayed from the journal, where it is recorded as failed
+    if isinstance(error, GenerationTimeoutError | RateLimitError):
+        return "rerun"
+    if (
+        isinstance(error, APIStatusError)
+        and error.response.request.method == "GET"
+        and error.status_code not in _POLL_GONE
+    ):
+        return "rerun"  # a poll refused (401, 403, 400): the generation stays pending
+    return "retry_failed"
+
+
 def outcome_record(
     line: int,
     outcome: GenerationOutcome,
     *,
     files: list[str | None] | None = None,
     download_error: str | None = None,
+    unsaved: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The result line of one input; `files` lines up with the generation's images."""
+    """The result line of one input; `files` lines up with the generation's images.
+
+    `unsaved` lists the images that were to be saved but were not (the batch was
+    stopped first); a rerun saves them.
+    """
     record: dict[str, Any] = {
         "line": line,
         "key": outcome.key,
@@ -60,6 +117,8 @@ def outcome_record(
         record["error"] = str(error)
     if download_error is not None:
         record["download_error"] = download_error
+    if unsaved:
+        record["unsaved"] = unsaved
     record["replayed"] = outcome.replayed
     return record
 
@@ -72,7 +131,7 @@ def bad_line_record(line: InputLine) -> dict[str, Any]:
         "status": "failed",
         "prompt": None,
         "error_type": "InvalidLine",
-        "error": f"line {line.number}: {line.error}",
+        "error": line.error,
         "replayed": False,
     }
 

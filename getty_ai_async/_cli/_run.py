@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
-from typing import NoReturn, TypeVarTuple, Unpack
+from typing import Annotated, NoReturn, TypeVarTuple, Unpack
 
 import anyio
 import typer
 
 from ..errors import GettyAIError, NotFoundError
-from ._errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError, describe, leaf_error
+from ._errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    CliError,
+    describe,
+    leaf_error,
+    missing_extra,
+    more_errors,
+)
 from ._settings import Settings
 
 __all__ = [
+    "SandboxFlag",
     "cli_logging",
     "echo_error",
     "fail",
+    "one_line",
     "reporting_errors",
     "run_async",
     "settings_of",
@@ -42,14 +53,46 @@ def settings_of(ctx: typer.Context) -> Settings:
     return settings
 
 
+_MAX_ERROR_CHARS = 500
+
+
+def one_line(message: str) -> str:
+    """`message` on one line (line breaks and runs of blanks become one space), not too long."""
+    text = " ".join(message.split())
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+
+
 def echo_error(message: str) -> None:
-    typer.echo(f"getty-ai: error: {message}", err=True)
+    """Report an error: always one line on stderr."""
+    typer.echo(f"getty-ai: error: {one_line(message)}", err=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Report a usage error (or another failure) as one line and exit."""
     echo_error(message)
     raise typer.Exit(code)
+
+
+def _sandbox_after_the_command(ctx: typer.Context, value: bool) -> None:
+    if value:
+        settings = settings_of(ctx)
+        settings.sandbox = True
+        try:
+            settings.check()
+        except CliError as exc:
+            fail(exc.message, exc.exit_code)
+
+
+SandboxFlag = Annotated[
+    bool,
+    typer.Option(
+        "--sandbox",
+        help="Run against a fresh in-process sandbox (the same as the global --sandbox).",
+        callback=_sandbox_after_the_command,
+        expose_value=False,
+    ),
+]
+"""``--sandbox`` after the command name, as every command takes it."""
 
 
 @contextlib.contextmanager
@@ -68,9 +111,12 @@ def reporting_errors(settings: Settings) -> Iterator[None]:
     except Exception as exc:
         error = leaf_error(exc)
         message, code = describe(error)
+        message += more_errors(exc)
         if settings.verbose:
-            traceback.print_exception(error, file=sys.stderr)
-        elif not isinstance(error, GettyAIError | CliError | OSError):
+            traceback.print_exception(exc, file=sys.stderr)
+        elif not isinstance(error, GettyAIError | CliError | OSError | sqlite3.Error) and not (
+            missing_extra(error)
+        ):
             message = f"unexpected {message} (--verbose shows the traceback)"
         if settings.sandbox and isinstance(error, NotFoundError):
             message += f" ({_SANDBOX_IS_FRESH})"

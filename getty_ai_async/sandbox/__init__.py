@@ -33,8 +33,13 @@ and the history routes answer an empty list / 404. Downloads, uploads, file
 registrations and tokens are kept per object created.
 
 Images: previews are 64 and 128 px (longest side), result ``url`` images 256 px; download
-URLs serve stand-ins of 256 px ("1k") and 512 px ("4k") while download-sizes reports the
-nominal 1024 / 4096 px. Extend percentages are fractions of the side (0.2 = 20 %).
+URLs serve PNGs of the size download-sizes reports: 1024 px ("1k") and 4096 px ("4k")
+on the longest side, encoded in milliseconds (gradients, each distinct row compressed
+once). Extend percentages are fractions of the side (0.2 = 20 %).
+
+Seeds: a generation without a ``seed`` gets one derived from the sandbox's seed, the
+request (type, prompt, reference) and its sequence number, so different prompts get
+different seeds and a run is reproducible.
 """
 
 from ._app import Sandbox

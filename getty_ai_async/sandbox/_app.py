@@ -20,7 +20,16 @@ from ._config import (
 from ._core import Core
 from ._faults import DroppedConnection, plan_faults
 from ._files import MAX_UPLOAD_BYTES
-from ._http import ApiError, Receive, Request, Response, Scope, Send, json_response
+from ._http import (
+    ApiError,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    check_json_content_type,
+    json_response,
+)
 from ._routes import Route, match_route
 from ._stats import DROPPED, SandboxStats
 
@@ -206,6 +215,8 @@ class Sandbox:
         try:
             if route.api:
                 authenticate(self._core, request)
+            if route.json_body:
+                check_json_content_type(request)
             return route.handler(self._core, request)
         except ApiError as exc:
             return exc.response()

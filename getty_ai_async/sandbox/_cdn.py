@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ._http import ApiError, Request, Response, json_response, parse_index
 from ._ids import GenerationKey
-from ._images import PREVIEW_SIZES, RESULT_LONGEST, SERVED_DOWNLOAD_LONGEST
+from ._images import DOWNLOAD_LONGEST, PREVIEW_SIZES, RESULT_LONGEST
 from ._png import fit, render_png
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def _bytes_for(core: Core, parts: list[str]) -> bytes:
                 raise _NotFound
             return _render(key, index, longest)
         case ["downloads", generation_id, index_text, name] if name.endswith(".png"):
-            longest = SERVED_DOWNLOAD_LONGEST.get(name.removesuffix(".png"))
+            longest = DOWNLOAD_LONGEST.get(name.removesuffix(".png"))
             key, index = _image(core, generation_id, index_text)
             size_name = name.removesuffix(".png")
             if longest is None or not core.downloads.is_ready(

@@ -25,7 +25,13 @@ __all__ = [
 
 UPLOAD_PATH = "/v3/search/by-image/uploads/"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-_IMAGE_TYPES = ("image/jpeg", "image/jpg", "image/png")
+_SIGNATURES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n", "PNG"),
+    "image/jpeg": (b"\xff\xd8\xff", "JPEG"),
+    "image/jpg": (b"\xff\xd8\xff", "JPEG"),
+}
+"""The upload route's media types (the spec lists image/jpeg and image/png) and the first
+bytes every file of that type starts with."""
 
 
 @dataclass(slots=True)
@@ -55,12 +61,15 @@ class FileStore:
 def upload(core: Core, req: Request) -> Response:
     """``PUT /v3/search/by-image/uploads/{file-name}``: store the body (a name is overwritten)."""
     content_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in _IMAGE_TYPES:
+    if content_type not in _SIGNATURES:
         raise ApiError(400, "'Content-Type' must be image/jpeg or image/png.")
     if not req.body:
         raise ApiError(400, "The uploaded file is empty.")
     if len(req.body) > MAX_UPLOAD_BYTES:
         raise ApiError(400, "Uploaded files must be 10MB or smaller.")
+    signature, kind = _SIGNATURES[content_type]
+    if not req.body.startswith(signature):
+        raise ApiError(400, f"The uploaded file is not a {kind} image ({content_type}).")
     core.files.uploads[req.account, req.params["name"]] = Upload(req.body, core.clock.now_ms())
     core.stats.uploads += 1
     return empty_response(200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,18 @@ class _Spec:
     original_asset: str | None = None
 
 
+def _derived_seed(draw: int, spec: _Spec, prompt: str | None) -> int:
+    """A seed for a request that gave none: the sandbox's next random draw (its seed and
+    sequence) mixed with what is asked, so different prompts get different seeds even
+    in a fresh sandbox, and a run can be replayed exactly.
+    """
+    material = (
+        f"{draw}\0{spec.generation_type}\0{prompt or ''}\0{spec.source}\0{spec.original_asset}"
+    )
+    digest = hashlib.blake2b(material.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
 def _create(core: Core, req: Request, spec: _Spec) -> Response:
     """Create the generation (unless the pending cap is full) and answer 200 or 202."""
     config = core.config
@@ -64,8 +77,9 @@ def _create(core: Core, req: Request, spec: _Spec) -> Response:
     if config.blocked_rate > 0:
         blocked = sum(1 << i for i in range(count) if rng.random() < config.blocked_rate)
     body = spec.body
-    seed = body["seed"] if "seed" in body else rng.randrange(2**31)
     prompt = body.get("prompt")
+    # Drawn only without a seed, as before: the other random choices keep their order.
+    seed = body["seed"] if "seed" in body else _derived_seed(rng.randrange(2**31), spec, prompt)
     key = GenerationKey(
         seq=core.issued,
         created_ms=now,

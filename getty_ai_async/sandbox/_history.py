@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._http import ApiError, Request, Response, json_response
@@ -85,10 +86,15 @@ def item_payload(core: Core, record: HistoryRecord) -> dict[str, Any]:
         "notes": record.notes,
         "project_code": record.project_code,
         "generation_type": record.generation_type,
+        # The spec's MediaType and Mood enums are not nullable: absent, not null.
         "generation_options": {
-            "media_type": record.media_type,
-            "aspect_ratio": record.aspect_ratio,
-            "mood": record.mood,
+            name: value
+            for name, value in (
+                ("media_type", record.media_type),
+                ("aspect_ratio", record.aspect_ratio),
+                ("mood", record.mood),
+            )
+            if value is not None
         },
         "results": [
             {k: v for k, v in result.items() if k != "url"}
@@ -126,19 +132,22 @@ def _int_param(query: dict[str, list[str]], name: str, default: int, high: int) 
     return value
 
 
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+"""RFC 3339 ``date-time`` (the spec's format for date_start/date_end): offset required."""
+
+
 def _date_param(core: Core, query: dict[str, list[str]], name: str) -> int | None:
     text = _one(query, name)
     if text is None:
         return None
     try:
-        if len(text) == 10:
-            moment = datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
-        else:
-            moment = datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+        if not _DATE_TIME.fullmatch(text):
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text.upper().replace(" ", "T"))
     except ValueError:
-        raise ApiError(400, f"'{name}' must be an ISO 8601 date or date-time.") from None
+        raise ApiError(
+            400, f"'{name}' must be a date-time with an offset, e.g. 2025-01-31T00:00:00Z."
+        ) from None
     return core.sim_ms(moment)
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "Response",
     "Scope",
     "Send",
+    "check_json_content_type",
     "empty_response",
     "json_response",
     "parse_index",
@@ -89,6 +90,29 @@ class ApiError(Exception):
     def response(self) -> Response:
         """The reply this error stands for."""
         return json_response(self.status, {"message": self.message}, self.headers)
+
+
+def _is_json_media_type(media_type: str) -> bool:
+    if media_type in ("application/json", "text/json"):
+        return True
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and subtype.endswith("+json")
+
+
+def check_json_content_type(request: Request) -> None:
+    """415 unless a body comes as one of the spec's JSON media types.
+
+    The spec's request bodies list ``application/json``, ``text/json`` and
+    ``application/*+json``. A request without a body (and without a Content-Type) is
+    left to the handler, which knows whether the body is optional.
+    """
+    header = request.headers.get("content-type")
+    if header is None and not request.body:
+        return
+    media_type = (header or "").split(";")[0].strip().lower()
+    if not _is_json_media_type(media_type):
+        shown = f"'{media_type}'" if media_type else "none"
+        raise ApiError(415, f"Unsupported Content-Type {shown}: send the body as application/json.")
 
 
 def parse_index(text: str) -> int:

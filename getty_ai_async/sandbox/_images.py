@@ -15,7 +15,6 @@ __all__ = [
     "FULL_LONGEST",
     "PREVIEW_SIZES",
     "RESULT_LONGEST",
-    "SERVED_DOWNLOAD_LONGEST",
     "aspect_shape",
     "download_path",
     "download_sizes_payload",
@@ -27,9 +26,7 @@ __all__ = [
 FULL_LONGEST = 4096
 """Shapes are kept at the "4k" size; every other size is scaled from it."""
 DOWNLOAD_LONGEST = {"1k": 1024, "4k": 4096}
-"""Nominal download sizes, as reported by download-sizes."""
-SERVED_DOWNLOAD_LONGEST = {"1k": 256, "4k": 512}
-"""Longest side of the stand-in PNGs actually served for downloads (kept small)."""
+"""Longest side of each download size: what download-sizes reports and the CDN serves."""
 RESULT_LONGEST = 256
 PREVIEW_SIZES = {"small": 64, "medium": 128}
 _MIN_SIDE_RATIO = 8
@@ -98,7 +95,7 @@ def generation_payload(core: Core, generation_id: str, key: GenerationKey) -> di
 
 
 def download_sizes_payload(key: GenerationKey) -> dict[str, Any]:
-    """DownloadSizesResponse: nominal 1k and 4k dimensions in the image's shape."""
+    """DownloadSizesResponse: the 1k and 4k dimensions in the image's shape (as served)."""
     sizes = []
     for name, longest in DOWNLOAD_LONGEST.items():
         width, height = fit(key.width, key.height, longest)

@@ -38,12 +38,28 @@ class Route:
     """Needs Api-Key (and a bearer token) and counts against QPS; token and CDN routes don't."""
     creates: bool = False
     """Creates a generation (counts against the pending cap)."""
+    json_body: bool = False
+    """Takes a JSON request body: other content types get 415, as the spec lists only
+    ``application/json``, ``text/json`` and ``application/*+json``."""
+
+
+_JSON_BODY_ROUTES = frozenset(
+    {*CREATING_HANDLERS, "download_put", "redownload", "file_registration_create"}
+)
 
 
 def _route(name: str, method: str, template: str, handler: Handler, *, api: bool = True) -> Route:
     assert name in ROUTE_NAMES, name
     regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", template)
-    return Route(name, method, re.compile(regex), handler, api, name in CREATING_HANDLERS)
+    return Route(
+        name,
+        method,
+        re.compile(regex),
+        handler,
+        api,
+        name in CREATING_HANDLERS,
+        name in _JSON_BODY_ROUTES,
+    )
 
 
 def _not_found(core: Core, req: Request) -> Response:

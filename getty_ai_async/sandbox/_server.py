@@ -1,4 +1,4 @@
-"""Serving a Sandbox on a loopback socket with uvicorn (the ``server`` extra)."""
+"""Serving a Sandbox on a loopback socket with uvicorn (in the ``cli`` and ``server`` extras)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,13 @@ from ._faults import DroppedConnection
 if TYPE_CHECKING:
     import uvicorn
 
-__all__ = ["ServedSandbox", "run_in_thread", "serve"]
+__all__ = ["MISSING_UVICORN", "ServedSandbox", "run_in_thread", "serve"]
 
 _GRACEFUL_SHUTDOWN_SECONDS = 2
+MISSING_UVICORN = (
+    "serving the sandbox needs uvicorn, which comes with the 'cli' extra: "
+    "pip install 'getty-ai-async[cli]'"
+)
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,12 @@ def _not_a_drop(record: logging.LogRecord) -> bool:
 
 
 def _uvicorn_server(sandbox: Sandbox) -> uvicorn.Server:
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] != "uvicorn":
+            raise
+        raise ModuleNotFoundError(MISSING_UVICORN, name="uvicorn") from None
 
     config = uvicorn.Config(
         sandbox,
@@ -120,9 +129,9 @@ async def serve(
     ``task_status.started`` once listening, so ``url = await tg.start(serve, sb, ...)``
     works. While serving, the sandbox's URLs point at the socket (see ServedSandbox).
     """
+    server = _uvicorn_server(sandbox)
     sock = _bind(host, port)
     served = _urls(host, sock.getsockname()[1])
-    server = _uvicorn_server(sandbox)
     finished = False
 
     async def run() -> None:
@@ -154,9 +163,9 @@ def run_in_thread(
     sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[ServedSandbox]:
     """Serve ``sandbox`` with uvicorn on a background thread for the ``with`` block."""
+    server = _uvicorn_server(sandbox)
     sock = _bind(host, port)
     served = _urls(host, sock.getsockname()[1])
-    server = _uvicorn_server(sandbox)
     with sock, _published(sandbox, served):
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="getty-ai-sandbox", daemon=True

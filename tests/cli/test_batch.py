@@ -108,7 +108,8 @@ def test_jsonl_batch_with_a_bad_line(cli: Cli, tmp_path: Path) -> None:
     assert [results[n]["status"] for n in (1, 3, 5)] == ["done"] * 3
     bad = results[4]
     assert bad["status"] == "failed"
-    assert bad["error"].startswith("line 4: invalid JSON")
+    assert bad["line"] == 4
+    assert bad["error"].startswith("invalid JSON")
     assert "failed  [" in result.stdout
     assert "line 4: invalid JSON" in result.stdout
     summary = result.stdout.splitlines()[-1]

@@ -92,7 +92,10 @@ def test_download_default_size_is_4k_in_the_current_folder(
     assert Path(result.stdout.strip()).is_file()
 
 
-def test_download_with_a_fresh_sandbox_explains_the_404(cli: Cli) -> None:
+def test_download_with_a_fresh_sandbox_explains_the_404(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     result = cli("--sandbox", "download", "aaaaaaaaaaaaaaaa", "0")
 
     assert result.exit_code == 1
@@ -198,7 +201,7 @@ def test_refine_uploads_the_mask(
 def test_refine_with_a_mask_url_and_an_asset(cli: Cli, sandbox: Sandbox, tmp_path: Path) -> None:
     async def upload() -> str:
         async with AsyncGettyAI.sandbox(sandbox) as client:
-            return await client.uploads.upload(b"mask bytes", file_name="m.jpg")
+            return await client.uploads.upload(b"\xff\xd8\xff mask bytes", file_name="m.jpg")
 
     mask_url = anyio.run(upload)
     result = cli(
@@ -249,3 +252,14 @@ def test_extend_needs_a_side(cli: Cli) -> None:
 
     assert result.exit_code == 2
     assert "percentage" in result.stderr
+
+
+def test_history_until_a_date_includes_that_day(cli: Cli, served: Served) -> None:
+    generation_in(served.sandbox)
+    listed = cli("history", "--json", env=served.env())
+    day = json.loads(listed.stdout)["generation_date"][:10]
+
+    result = cli("history", "--until", day, "--since", day, env=served.env())
+
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1

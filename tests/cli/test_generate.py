@@ -85,7 +85,7 @@ def test_generate_download(cli: Cli, tmp_path: Path) -> None:
     result = cli("--sandbox", "generate", "a fox", "--download", "1k", "--out", str(out))
 
     assert result.exit_code == 0, result.output
-    files = sorted(out.iterdir())
+    files = sorted(out.glob("*.png"))
     assert len(files) == 4
     assert all(file.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for file in files)
     saved = [line.removeprefix("saved ") for line in result.stdout.splitlines() if "saved" in line]
@@ -116,7 +116,7 @@ def test_empty_prompt_is_a_usage_error(cli: Cli) -> None:
 
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "getty-ai: error: invalid prompt: String should have at least 1 character"
+        "getty-ai: error: invalid prompt: must not be empty or only whitespace"
     ]
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import sys
 
 import httpx
+import pytest
+
+from getty_ai_async.sandbox import Sandbox, run_in_thread
 
 from ._helpers import PYTHON, Cli
 
@@ -73,3 +77,28 @@ def test_serve_rejects_bad_settings(cli: Cli) -> None:
         result = cli("sandbox", "serve", *args)
         assert result.exit_code == 2, args
         assert "listening" not in result.stdout
+
+
+def test_serve_without_uvicorn_names_the_extra(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As after an install without the extra that brings uvicorn: one line saying what to add.
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+
+    result = cli("sandbox", "serve", "--port", "0")
+
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("getty-ai: error: ")
+    assert "uvicorn" in lines[0]
+    assert "pip install 'getty-ai-async[cli]'" in lines[0]
+    assert "unexpected" not in lines[0]
+
+
+def test_serve_in_code_without_uvicorn_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+
+    with (
+        pytest.raises(ModuleNotFoundError, match=r"getty-ai-async\[cli\]"),
+        run_in_thread(Sandbox()),
+    ):
+        pass  # pragma: no cover

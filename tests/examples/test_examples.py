@@ -142,3 +142,26 @@ async def test_web_app_submits_then_the_page_polls() -> None:
             assert (await browser.post("/generate", content=b"not json")).status_code == 400
             assert (await browser.get("/status/no-such-id")).status_code == 404
             assert (await browser.get("/nothing-here")).status_code == 404
+
+
+def test_web_app_without_uvicorn_says_which_extra_to_install() -> None:
+    # Run as the README says, in an environment where uvicorn cannot be imported.
+    blocker = (
+        "import runpy, sys; sys.modules['uvicorn'] = None; "
+        f"sys.argv = ['web_app.py']; runpy.run_path({str(EXAMPLES / 'web_app.py')!r}, "
+        "run_name='__main__')"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and example
+        [sys.executable, "-c", blocker],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "", "PYTHONPATH": str(EXAMPLES.parent)},
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "web_app.py needs uvicorn, which comes with the 'cli' extra: "
+        "pip install 'getty-ai-async[cli]'"
+    ]

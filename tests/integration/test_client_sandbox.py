@@ -429,7 +429,9 @@ async def test_generate_background_for_a_registered_customer_product(
     make_sandbox_client: SandboxClientFactory,
 ) -> None:
     client = make_sandbox_client(pending_seconds=1)
-    url = await client.uploads.upload(JPEG, file_name="bottle.png", content_type="image/png")
+    url = await client.uploads.upload(
+        PNG_SIGNATURE + JPEG, file_name="bottle.png", content_type="image/png"
+    )
     registration = await client.files.register(
         url=url, rights_claimed=True, category=Category.CUSTOMER_PRODUCT
     )
@@ -531,8 +533,8 @@ async def test_save_streams_a_real_png_into_the_folder(
 
     assert small == inside(folder, f"{gen_id}_2_1k.png")
     assert large == inside(folder, f"{gen_id}_2_4k.png")
-    assert png_size(small) == (256, 144)
-    assert png_size(large) == (512, 288)
+    assert png_size(small) == (1024, 576)  # what download-sizes reports
+    assert png_size(large) == (4096, 2304)
     assert listing(folder) == sorted([small.name, large.name]), "no partial files are left behind"
     stats = sim(client).stats
     assert stats.cdn_requests == 2
@@ -551,7 +553,7 @@ async def test_save_keeps_a_hostile_filename_inside_the_folder(
     )
 
     assert path == inside(folder, "passwd.png")
-    assert png_size(path) == (256, 256)
+    assert png_size(path) == (1024, 1024)
     assert listing(tmp_path) == ["safe"]
 
 
@@ -570,7 +572,7 @@ async def test_redownload_gives_a_fresh_url_for_a_bought_asset(
     assert again.url.endswith(f"/{gen_id}/1/1k.png")
     path = await client.downloads.fetch(again.url, tmp_path, "again")
     assert path == inside(tmp_path, "again.png")
-    assert png_size(path) == (256, 256)
+    assert png_size(path) == (1024, 1024)
     stats = sim(client).stats
     assert stats.redownloads == 1
     assert stats.cdn_requests_with_credentials == 0
@@ -1120,7 +1122,7 @@ def test_client_and_sandbox_under_trio(tmp_path: Path, fast_retries: RetryPolicy
     generation, path, concurrent, oks, sandbox = anyio.run(main, backend="trio")
 
     assert_finished(generation)
-    assert png_size(path) == (256, 256)
+    assert png_size(path) == (1024, 1024)
     assert len({g.generation_request_id for g in concurrent}) == 12
     assert oks == [True] * 10
     assert sandbox.stats.submissions == 1 + 12 + 10
@@ -1226,7 +1228,7 @@ async def test_the_design_usage_snippet_runs_against_the_sandbox(
     assert isinstance(reg.id, str)
     assert [s.size_name for s in sizes] == ["1k", "4k"]
     assert path == inside(tmp_path / "out", f"{gen_id}_0_1k.png")
-    assert png_size(path) == (256, 256)
+    assert png_size(path) == (1024, 1024)
     assert len(history) == 2 + len(edits)
     assert sorted(o.index for o in outcomes) == [0, 1, 2]
     assert {o.key for o in outcomes} >= {"owl"}

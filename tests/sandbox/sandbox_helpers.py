@@ -65,8 +65,13 @@ async def generate(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     return payload
 
 
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(32)) + b"\xff\xd9"
+"""Enough of a JPEG for the upload route, which checks the first bytes."""
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)
+
+
 async def upload(
-    client: httpx.AsyncClient, sandbox: Sandbox, name: str = "mask.jpg", data: bytes = b"mask"
+    client: httpx.AsyncClient, sandbox: Sandbox, name: str = "mask.jpg", data: bytes = JPEG
 ) -> str:
     """PUT ``data`` to the upload route; the URL to use as mask_url / registration url."""
     reply = await client.put(

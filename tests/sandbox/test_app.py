@@ -169,7 +169,7 @@ async def _call(sandbox: Sandbox, body: bytes) -> int:
         "path": "/v3/ai/image-generations",
         "raw_path": b"/v3/ai/image-generations",
         "query_string": b"",
-        "headers": [(b"api-key", b"bench")],
+        "headers": [(b"api-key", b"bench"), (b"content-type", b"application/json")],
     }
     await sandbox(scope, receive, send)
     status: int = messages[0]["status"]

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from sandbox_helpers import Connect, upload
+from sandbox_helpers import JPEG, PNG, Connect, upload
 
 from getty_ai_async.sandbox import Sandbox
 
 
-@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png"])
+@pytest.mark.parametrize(("content_type", "content"), [("image/jpeg", JPEG), ("image/png", PNG)])
 async def test_upload_stores_the_bytes(
-    client: httpx.AsyncClient, sandbox: Sandbox, content_type: str
+    client: httpx.AsyncClient, sandbox: Sandbox, content_type: str, content: bytes
 ) -> None:
     reply = await client.put(
         "/v3/search/by-image/uploads/my%20mask.jpg",
-        content=b"\xff\xd8\xff mask",
+        content=content,
         headers={"Content-Type": content_type},
     )
     assert reply.status_code == 200

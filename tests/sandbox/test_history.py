@@ -114,7 +114,7 @@ async def test_history_filters(connect: Connect) -> None:
             (await client.get(f"/v3/ai/generation-history/{early_id}")).json()["generation_date"]
         )
 
-        next_day = (early_date + timedelta(days=1)).date().isoformat()
+        next_day = (early_date + timedelta(days=1)).isoformat()
         after = await _history(client, date_start=next_day)
         assert _ids(after) == [untyped["generation_request_id"], late_id]
         assert after["result_count"] == 2

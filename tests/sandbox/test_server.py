@@ -30,7 +30,7 @@ def test_run_in_thread_serves_the_api_and_a_foreign_cdn_host() -> None:
             client.headers["Authorization"] = _token(client, served.token_url)
             mask = client.put(
                 "/v3/search/by-image/uploads/m.png",
-                content=b"m",
+                content=b"\x89PNG\r\n\x1a\n mask",
                 headers={"Content-Type": "image/png"},
             )
             assert mask.status_code == 200

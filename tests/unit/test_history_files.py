@@ -112,8 +112,9 @@ async def test_page_sends_every_filter(client: AsyncGettyAI, router: respx.MockR
     params = request.url.params
     assert params["page"] == "2"
     assert params["page_size"] == "50"
-    assert params["date_start"] == "2025-01-01"
-    assert params["date_end"] == "2025-02-01T12:00:00+00:00"
+    # The spec's date-time (RFC 3339), in UTC; a date starts at its first instant.
+    assert params["date_start"] == "2025-01-01T00:00:00Z"
+    assert params["date_end"] == "2025-02-01T12:00:00Z"
     assert params["media_type"] == "illustration"
     assert params.get_list("product_ids") == ["7", "8"]
     assert params["company_generations"] == "true"
