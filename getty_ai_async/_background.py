@@ -10,17 +10,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import sniffio
 
-__all__ = ["BackgroundTask", "spawn"]
+__all__ = ["BackgroundTask", "ki_protected", "spawn"]
 
 log = logging.getLogger("getty_ai_async")
 
 # asyncio keeps only weak references to tasks: hold them until they end.
 _running: set[Any] = set()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ki_protected(function: F) -> F:
+    """Mark a coroutine function that runs in a background task as shielded from Ctrl-C.
+
+    Under trio a `KeyboardInterrupt` is raised in whatever task runs unprotected code
+    when it arrives; in a system task's child that crashes trio itself. Protected, it
+    goes to the main task: the caller's ``except KeyboardInterrupt`` sees it.
+    """
+    try:
+        import trio.lowlevel
+    except ImportError:
+        return function
+    return trio.lowlevel.enable_ki_protection(function)
 
 
 class BackgroundTask:
@@ -43,6 +60,7 @@ class BackgroundTask:
     async def wait(self) -> None:
         await self._done.wait()
 
+    @ki_protected
     async def _run(self, body: Callable[[], Awaitable[None]]) -> None:
         try:
             with self._scope:

@@ -15,11 +15,13 @@ which returns their leases when the service reports them finished.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -32,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Self, TypedDict, Unpack
 import anyio
 import anyio.lowlevel
 from anyio.abc import ObjectReceiveStream, TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream
 
-from ._background import BackgroundTask, spawn
+from ._background import BackgroundTask, ki_protected, spawn
 from ._journal import Journal, JournalRecord, RecordState
 from ._lease import Limiter
 from ._limiter import MaxPending, PendingLimiter
@@ -170,14 +173,14 @@ def _error_record(error: BaseException) -> dict[str, Any]:
     }
 
 
-def _key_for(index: int, request: GenerationRequest) -> str:
-    digest = hashlib.sha256(json.dumps(request.to_body(), sort_keys=True).encode()).hexdigest()
-    return f"{index}:{digest[:16]}"
-
-
 def _unwrap(error: BaseException) -> BaseException:
-    """The one exception inside (nested) groups of one; the first leaf otherwise."""
+    """The one exception inside (nested) groups of one; the first leaf otherwise.
+
+    The others, if any, are logged: a caller sees one error, never a group.
+    """
     while isinstance(error, BaseExceptionGroup):
+        for other in error.exceptions[1:]:
+            log.error("also failed: %r", other, exc_info=other)
         error = error.exceptions[0]
     return error
 
@@ -258,8 +261,7 @@ class GenerationRun:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.aclose()
+        await self.aclose()
 
     def __del__(self) -> None:
         engine = getattr(self, "_engine", None)
@@ -267,6 +269,7 @@ class GenerationRun:
             # Possibly after its event loop closed: nothing left to stop then.
             with contextlib.suppress(Exception):
                 engine.request_stop()
+                engine.close_receiving()
 
     @property
     def limit(self) -> int:
@@ -306,8 +309,9 @@ class _Engine:
         )
         self._counter = itertools.count()
         self._given_keys: set[str] = set()
+        self._occurrences: collections.Counter[str] = collections.Counter()
         self._open = 0
-        """Inputs read whose outcome has not reached the consumer yet."""
+        """Inputs read whose outcome the consumer has not taken yet."""
         self._input_done = False
         self._submitting: set[_Item] = set()
         self._watching: set[_Item] = set()
@@ -315,6 +319,7 @@ class _Engine:
             deque()
         )
         self._task: BackgroundTask | None = None
+        self._receive: MemoryObjectReceiveStream[GenerationOutcome] | None = None
         self._stopping = False
         self._closed = False
         self._final: BaseException | None = None
@@ -326,7 +331,10 @@ class _Engine:
     def start(self) -> None:
         if self._task is not None or self._closed:
             return
-        self._send, self._receive = anyio.create_memory_object_stream[GenerationOutcome](1)
+        # Unbounded, but never holding more than the cap: the feeder counts outcomes
+        # not taken yet against it. So journaling a result and handing it over are
+        # one step, and what a stopped run had ready can still be taken.
+        self._send, self._receive = anyio.create_memory_object_stream[GenerationOutcome](math.inf)
         self._arrived = anyio.Event()
         self._changed = anyio.Event()
         self._feed_scope = anyio.CancelScope()
@@ -335,7 +343,7 @@ class _Engine:
 
     async def next_outcome(self) -> GenerationOutcome:
         self.start()
-        if self._task is None:
+        if self._task is None or self._receive is None:
             raise StopAsyncIteration
         try:
             outcome = await self._receive.receive()
@@ -351,6 +359,11 @@ class _Engine:
             raise final
         raise StopAsyncIteration
 
+    def close_receiving(self) -> None:
+        """The consumer is gone: drop what it did not take."""
+        if self._receive is not None:
+            self._receive.close()
+
     def request_stop(self) -> None:
         """Stop submitting now (callable from synchronous code and any task)."""
         if self._task is None:
@@ -361,6 +374,8 @@ class _Engine:
         if self._stopping:
             return
         self._stopping = True
+        if self.journal is not None:
+            self.journal.closing = True
         self._feed_scope.cancel()
         for item in self._submitting:
             if not item.leaving and item.scope is not None:
@@ -368,14 +383,26 @@ class _Engine:
         self._notify()
 
     async def stop(self) -> None:
+        """Stop, and return once nothing of this run can send anything any more.
+
+        POSTs already on the wire are waited for (their ids are kept); if the caller
+        is cancelled meanwhile, they are cut off too (the journal has them as sent,
+        so a rerun looks them up in the history).
+        """
         self.request_stop()
-        if self._task is not None:
+        if self._task is None:
+            return
+        try:
+            await self._task.wait()
+        except BaseException:
+            self._task.cancel()
             with anyio.CancelScope(shield=True):
                 await self._task.wait()
-            self._receive.close()
+            raise
 
     # --------------------------------------------------------------- the task
 
+    @ki_protected
     async def _main(self) -> None:
         try:
             if self.journal is not None:
@@ -403,17 +430,16 @@ class _Engine:
         if self.journal is not None:
             self.journal.close()
         self._send.close()
-        if self._stopping:
-            self._receive.close()  # the consumer is gone, or asked to stop
         self.stats.polls = self.client._poller.polls - self._polls_at_start
 
     async def _until_done_or_stopped(self) -> None:
         while not (self._stopping or (self._input_done and self._open == 0)):
             await self._changed.wait()
         if self._stopping:
-            # POSTs already leaving finish, so their ids are journaled; the rest were
-            # cancelled by `request_stop`.
-            while any(item.leaving for item in self._submitting):
+            # POSTs already leaving finish, so their ids are journaled (the rest were
+            # cancelled by `request_stop`); results already in are journaled and
+            # handed over: no network, just the journal.
+            while self._arrivals or any(item.leaving for item in self._submitting):
                 await self._changed.wait()
 
     def _notify(self) -> None:
@@ -422,6 +448,7 @@ class _Engine:
 
     # ---------------------------------------------------------------- feeding
 
+    @ki_protected
     async def _feed(self, group: TaskGroup) -> None:
         with self._feed_scope:
             while self._journal_failed is None:  # nothing more is sent without a journal
@@ -429,7 +456,14 @@ class _Engine:
                 # flight: a consumer that falls behind stops new submissions.
                 while self._open >= min(limiter.statistics().limit for limiter in self.limiters):
                     await self._changed.wait()
-                raw = await self._next_input()
+                try:
+                    raw = await self._next_input()
+                except Exception as error:
+                    # The caller's iterable failed: stop as `aclose()` would (nothing
+                    # accepted is lost), then raise its error at the end of the run.
+                    self._final = error
+                    self.request_stop()
+                    break
                 if raw is _END:
                     break
                 await self._take(raw, group)
@@ -482,18 +516,17 @@ class _Engine:
 
     def _parse(self, raw: object, index: int) -> tuple[str, GenerationRequest]:
         if isinstance(raw, GenerationRequest):
-            return _key_for(index, raw), raw
+            return self._key_for(index, raw), raw
         if isinstance(raw, str):
             request = build(GenerationRequest, prompt=raw)
-            return _key_for(index, request), request
+            return self._key_for(index, request), request
         if isinstance(raw, Mapping):
             fields = dict(raw)
             key = fields.pop("key", None)
             request = build(GenerationRequest, **fields)
             if key is None:
-                return _key_for(index, request), request
-            # Only caller-given keys can collide (derived ones include the index);
-            # two inputs sharing one would share a journal record.
+                return self._key_for(index, request), request
+            # Two inputs sharing one key would share a journal record.
             if str(key) in self._given_keys:
                 raise ValidationError("key", f"duplicate key {key!r}")
             self._given_keys.add(str(key))
@@ -502,6 +535,21 @@ class _Engine:
             "requests",
             f"item {index} is a {type(raw).__name__}; expected str, dict or GenerationRequest",
         )
+
+    def _key_for(self, index: int, request: GenerationRequest) -> str:
+        """A journal key from what the input asks for, not where it stands.
+
+        With a journal, the n-th occurrence of the same request gets ``<digest>#n``, so
+        adding, removing or reordering lines between runs re-pays nothing; without
+        one, the index is enough (and costs no memory per distinct request).
+        """
+        digest = hashlib.sha256(json.dumps(request.to_body(), sort_keys=True).encode()).hexdigest()[
+            :20
+        ]
+        if self.journal is None:
+            return f"{index}:{digest[:16]}"
+        self._occurrences[digest] += 1
+        return f"{digest}#{self._occurrences[digest]}"
 
     def _replay(self, item: _Item, record: JournalRecord) -> None:
         result: Generation | GettyAIError
@@ -531,6 +579,13 @@ class _Engine:
         poller.track(generation_request_id, leases, accepted=False)
         self._subscribe(item, generation_request_id)
 
+    async def _claim(self, generation_request_id: str) -> bool:
+        """Take an id found in the history, unless this journal or client has it."""
+        if self.journal is not None and await self.journal.knows(generation_request_id):
+            return False
+        return self.client._poller.claim(generation_request_id)
+
+    @ki_protected
     async def _look_up(self, item: _Item, record: JournalRecord, group: TaskGroup) -> None:
         """An earlier run's POST that got no reply: adopt its generation or say so."""
         assert self.journal is not None
@@ -538,8 +593,8 @@ class _Engine:
         found = await find_in_history(
             self.client.history,
             item.request.to_body(),
-            sent_at=record.sent_at or 0.0,
-            claim=self.client._poller.claim,
+            sent_at=record.sent_at or record.updated,
+            claim=self._claim,
             grace=self.client.history_grace,
         )
         if found is not None:
@@ -566,6 +621,7 @@ class _Engine:
         self._submitting.add(item)
         group.start_soon(self._submit, item, leases)
 
+    @ki_protected
     async def _submit(self, item: _Item, leases: list[Any]) -> None:
         assert item.request is not None
         assert item.scope is not None
@@ -583,14 +639,13 @@ class _Engine:
                 await journal.submitting(item.key, item.index, body, state.attempts)
             self.stats.submitted += 1
 
-        def answered() -> None:
+        def settled() -> None:
             if item.leaving:
                 item.leaving = False
                 self.stats.in_flight -= 1
                 self._notify()
 
-        state.on_answered = answered
-
+        state.on_answered = settled
         try:
             with item.scope:
                 generation = await submit(
@@ -600,10 +655,15 @@ class _Engine:
                     state=state,
                     limiters=self.limiters,
                     on_sent=leaving,
+                    claim=self._claim,
                 )
                 await self._accepted(item, state, generation)
                 return
-            # Cancelled by `request_stop` before it left: never sent, nothing to record.
+            # Cancelled by `request_stop` while no POST of it was out: if an earlier
+            # attempt was refused (a 429), its "sent" mark says nothing any more.
+            if journal is not None and state.first_sent_at is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._forget(item)
         except SendAborted:
             pass
         except SubmissionUncertainError as error:
@@ -616,15 +676,19 @@ class _Engine:
             if journal is not None and state.first_sent_at is not None:
                 if isinstance(error, RateLimitError):
                     # The account was busy: a rerun submits it as if never sent.
-                    await journal.forget(item.key)
+                    await self._forget(item)
                     await self._failed(item, state, error, None)
                 else:
                     await self._failed(item, state, error, RecordState.FAILED)
             else:
                 await self._failed(item, state, error, None)
+        except Exception as error:
+            # A bug of ours must cost one outcome, never the run.
+            log.exception("submitting input %s failed", item.key)
+            await self._failed(item, state, GettyAIError(f"unexpected {error!r}"), None)
         finally:
             self.stats.rate_limited += state.rate_limited
-            answered()
+            settled()
             self._submitting.discard(item)
             self._notify()
 
@@ -640,11 +704,12 @@ class _Engine:
             await self._write(item, RecordState.DONE, result=generation.model_dump(mode="json"))
             self._emit(item, generation)
             return
-        # Tracked before the journal write, so the leases go back whatever happens next.
+        # Tracked first, so the leases go back whatever happens next; subscribed after
+        # the journal says pending, so its "done" can never be overwritten by that.
         self.client._poller.track(generation_request_id, state.leases)
+        await self._write(item, RecordState.PENDING, generation_request_id=generation_request_id)
         if not self._stopping:
             self._subscribe(item, generation_request_id)
-        await self._write(item, RecordState.PENDING, generation_request_id=generation_request_id)
 
     async def _failed(
         self, item: _Item, state: SubmitState, error: GettyAIError, record: RecordState | None
@@ -666,6 +731,13 @@ class _Engine:
             item.note = f"not recorded in the journal: {error}"
             self._journal_broke(error)
 
+    async def _forget(self, item: _Item) -> None:
+        assert self.journal is not None
+        try:
+            await self.journal.forget(item.key)
+        except JournalError as error:
+            self._journal_broke(error)
+
     def _journal_broke(self, error: JournalError) -> None:
         if self._journal_failed is None:
             self._journal_failed = error
@@ -681,8 +753,9 @@ class _Engine:
             timeout=self.timeout,
             interval=self.interval,
         )
-        item.subscription = (generation_request_id, handle)
-        self._watching.add(item)
+        if handle is not None:
+            item.subscription = (generation_request_id, handle)
+            self._watching.add(item)
 
     def _unsubscribe(self, item: _Item) -> None:
         if item.subscription is not None:
@@ -707,7 +780,48 @@ class _Engine:
         *,
         replayed: bool = False,
     ) -> None:
-        outcome = GenerationOutcome(
+        self._arrivals.append((item, self._outcome(item, result, replayed=replayed)))
+        self._arrived.set()
+
+    @ki_protected
+    async def _record(self) -> None:
+        """Journal each result as it arrives and hand it to the consumer, in order."""
+        while True:
+            while not self._arrivals:
+                self._arrived = anyio.Event()
+                await self._arrived.wait()
+            item, arrival = self._arrivals[0]
+            if isinstance(arrival, GenerationOutcome):
+                self._hand_over(arrival)
+            else:
+                await self._record_result(item, arrival)
+            self._arrivals.popleft()
+            self._notify()
+
+    def _hand_over(self, outcome: GenerationOutcome) -> None:
+        stats = self.stats
+        if outcome.error is not None:
+            stats.failed += 1
+        else:
+            stats.done += 1
+            if outcome.generation is not None and not outcome.generation.images:
+                stats.blocked += 1
+        self._send.send_nowait(outcome)
+
+    async def _record_result(self, item: _Item, result: Generation | BaseException) -> None:
+        if isinstance(result, Generation):
+            await self._write(item, RecordState.DONE, result=result.model_dump(mode="json"))
+        elif isinstance(result, APIStatusError) and result.status_code in (404, 410):
+            # Gone is final. Anything else (a timeout, 401, a malformed reply) may pass,
+            # and the generation is paid for: the journal keeps it pending for a rerun.
+            await self._write(item, RecordState.FAILED, error=_error_record(result))
+        self._hand_over(self._outcome(item, result))
+
+    @staticmethod
+    def _outcome(
+        item: _Item, result: Generation | BaseException, *, replayed: bool = False
+    ) -> GenerationOutcome:
+        return GenerationOutcome(
             index=item.index,
             key=item.key,
             request=item.request,
@@ -718,33 +832,3 @@ class _Engine:
             replayed=replayed,
             note=item.note,
         )
-        self._arrivals.append((item, outcome))
-        self._arrived.set()
-
-    async def _record(self) -> None:
-        """Journal each result as it arrives and hand it to the consumer, in order."""
-        while True:
-            while not self._arrivals:
-                self._arrived = anyio.Event()
-                await self._arrived.wait()
-            item, arrival = self._arrivals.popleft()
-            if not isinstance(arrival, GenerationOutcome):
-                await self._record_result(item, arrival)
-                continue
-            stats = self.stats
-            if arrival.error is not None:
-                stats.failed += 1
-            else:
-                stats.done += 1
-                if arrival.generation is not None and not arrival.generation.images:
-                    stats.blocked += 1
-            await self._send.send(arrival)
-
-    async def _record_result(self, item: _Item, result: Generation | BaseException) -> None:
-        if isinstance(result, Generation):
-            await self._write(item, RecordState.DONE, result=result.model_dump(mode="json"))
-        elif isinstance(result, APIStatusError) and result.status_code in (404, 410):
-            # Gone is final. Anything else (a timeout, 401, a malformed reply) may pass,
-            # and the generation is paid for: the journal keeps it pending for a rerun.
-            await self._write(item, RecordState.FAILED, error=_error_record(result))
-        self._emit(item, result)

@@ -4,7 +4,8 @@ Every state change is committed before the engine acts on it, so a crash at any 
 leaves enough on disk to resume without paying twice: a POST is marked ``submitting``
 (with the time) as its bytes start leaving, and ``pending`` (with the generation id) as
 soon as the reply says it was accepted. One process owns the file for the run's
-lifetime (an OS lock on ``<file>.lock``): two runs on one journal would both pay.
+lifetime (an OS lock on the database file itself, so another name for the same file,
+a symlink or a hard link, is the same journal): two runs on one journal would both pay.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ __all__ = ["SCHEMA_VERSION", "Journal", "JournalRecord", "RecordState"]
 # How long to wait for a run of this process that holds the journal and is stopping.
 _OWN_RUN_GRACE = 10.0
 
+# The journals this process has open, by file identity (device, inode).
+_open_here: dict[tuple[int, int], Journal] = {}
+
 SCHEMA_VERSION = 2
 """1: getty-ai-async 0.1.0 (no version stored); 2: adds the send time of a POST."""
 
@@ -45,7 +49,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
     attempts INTEGER NOT NULL DEFAULT 0,
     updated REAL NOT NULL,
     sent_at REAL
-)
+);
+CREATE INDEX IF NOT EXISTS outcomes_by_generation ON outcomes (generation_request_id)
 """
 
 
@@ -71,44 +76,52 @@ class JournalRecord:
     attempts: int
     sent_at: float | None
     """Wall-clock time the last POST started leaving."""
+    updated: float
+    """Wall-clock time of the last change (journals of 0.1.0 have no `sent_at`)."""
 
 
 class _FileLock:
-    """An exclusive OS lock on a file next to the journal, holding the owner's pid."""
+    """An exclusive OS lock on the journal's database file.
+
+    `flock` locks are independent of the POSIX record locks SQLite itself takes, and
+    belong to the open file, whatever name it was opened by. The holder's pid goes to
+    ``<file>.lock`` (named after the resolved path), only to be named in the error.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
+        self._pid_file = path.resolve().with_name(path.resolve().name + ".lock")
 
-    def acquire(self, journal: Path) -> None:
-        file = self.path.open("a+", encoding="ascii")
+    def acquire(self) -> None:
+        file = self.path.open("ab")
         try:
             if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
                 import msvcrt
 
-                file.seek(0)
                 msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
             else:
                 import fcntl
 
                 fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            file.seek(0)
-            holder = file.read().strip()
             file.close()
-            pid = int(holder) if holder.isdigit() else None
-            raise JournalLockedError(str(journal), pid) from None
-        file.seek(0)
-        file.truncate()
-        file.write(str(os.getpid()))
-        file.flush()
+            raise JournalLockedError(str(self.path), self._holder()) from None
         self._file = file
+        with contextlib.suppress(OSError):
+            self._pid_file.write_text(str(os.getpid()), encoding="ascii")
+
+    def _holder(self) -> int | None:
+        try:
+            holder = self._pid_file.read_text(encoding="ascii").strip()
+        except OSError:
+            return None
+        return int(holder) if holder.isdigit() else None
 
     def release(self) -> None:
         if self._file is not None:
             with contextlib.suppress(OSError):
-                self._file.seek(0)
-                self._file.truncate()
+                self._pid_file.write_text("", encoding="ascii")
             self._file.close()  # closing drops the lock
             self._file = None
 
@@ -120,12 +133,15 @@ class Journal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._file_lock = _FileLock(self.path.with_name(self.path.name + ".lock"))
+        self._file_lock = _FileLock(self.path)
+        self.closing = False
+        """Set by the run that owns it once it is stopping (it will close soon)."""
 
     async def open(self) -> None:
         """Take the file's lock and open it; `JournalLockedError` if another run has it.
 
-        A run of this same process that is still shutting down is waited for (briefly).
+        A run of this same process that is stopping is waited for (briefly); one that
+        is still running is an error at once.
         """
         deadline = anyio.current_time() + _OWN_RUN_GRACE
         while True:
@@ -133,14 +149,28 @@ class Journal:
                 await anyio.to_thread.run_sync(self._open)
                 return
             except JournalLockedError as exc:
-                if exc.pid != os.getpid() or anyio.current_time() >= deadline:
+                identity = self._identity()
+                holder = _open_here.get(identity) if identity is not None else None
+                if holder is None or not holder.closing or anyio.current_time() >= deadline:
+                    if holder is not None and not holder.closing:
+                        exc.args = (
+                            f"{exc.args[0]} (another run of this process still runs on it:"
+                            " close that one first, e.g. with `async with run:`)",
+                        )
                     raise
             await anyio.sleep(0.01)
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino)
 
     def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file_lock.acquire(self.path)
+            self._file_lock.acquire()
         except OSError as exc:
             raise JournalError(str(self.path), exc.strerror or str(exc)) from None
         try:
@@ -155,6 +185,9 @@ class Journal:
             self._file_lock.release()
             raise
         self._db = db
+        identity = self._identity()
+        if identity is not None:
+            _open_here[identity] = self
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         try:
@@ -172,7 +205,7 @@ class Journal:
             columns = {row[1] for row in db.execute("PRAGMA table_info(outcomes)")}
             if columns and "sent_at" not in columns:
                 db.execute("ALTER TABLE outcomes ADD COLUMN sent_at REAL")  # 0.1.0's journal
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise JournalError(str(self.path), f"not a usable journal: {exc}") from None
@@ -181,6 +214,9 @@ class Journal:
         """Close the file and drop its lock (safe to call twice, and from synchronous code)."""
         with self._lock:
             if self._db is not None:
+                identity = self._identity()
+                if identity is not None and _open_here.get(identity) is self:
+                    del _open_here[identity]
                 self._db.close()
                 self._db = None
                 self._file_lock.release()
@@ -191,7 +227,7 @@ class Journal:
     def _lookup(self, key: str) -> JournalRecord | None:
         rows = self._run(
             "SELECT key, idx, request, state, generation_request_id, result, error, attempts,"
-            " sent_at FROM outcomes WHERE key = ?",
+            " sent_at, updated FROM outcomes WHERE key = ?",
             (key,),
         )
         if not rows:
@@ -207,7 +243,17 @@ class Journal:
             error=json.loads(row[6]) if row[6] else None,
             attempts=row[7],
             sent_at=row[8],
+            updated=row[9],
         )
+
+    async def knows(self, generation_request_id: str) -> bool:
+        """Whether some input of this journal has that generation."""
+        rows = await anyio.to_thread.run_sync(
+            self._run,
+            "SELECT 1 FROM outcomes WHERE generation_request_id = ? LIMIT 1",
+            (generation_request_id,),
+        )
+        return bool(rows)
 
     async def submitting(
         self, key: str, index: int, request: dict[str, Any], attempts: int

@@ -139,8 +139,15 @@ class PendingLimiter:
         return lease
 
     async def bind(self, lease: Lease, generation_request_id: str) -> None:
-        if lease in self._leases and not lease.bound:
-            self._bind(lease, generation_request_id)
+        if lease.bound:
+            return
+        if lease not in self._leases:
+            # It expired while its POST was out (a very slow reply): the generation
+            # exists all the same, so it counts again, even past the limit.
+            lease.released = False
+            lease.expires_at = anyio.current_time() + self._lease_ttl
+            self._leases.add(lease)
+        self._bind(lease, generation_request_id)
 
     async def refused(self, lease: Lease, *, pending_cap: bool) -> None:
         if pending_cap:
@@ -155,13 +162,16 @@ class PendingLimiter:
         if lease not in self._leases:
             return
         was_bound = lease.bound
+        # Only a limit that was in use has proven anything: growing it while most of it
+        # sits idle would leave it far above the account's cap when a burst comes.
+        utilized = len(self._leases) >= self._limit - 1
         self._drop(lease)
         if was_bound:
             # One generation ended makes room for one refused submit, not for all of
             # them: waking every one would send them into the same 429 again.
             if self._room:
                 self._room.popleft().set()
-            if finished and self.adaptive:
+            if finished and self.adaptive and utilized:
                 self._grow()
 
     async def refresh(self, leases: Sequence[Lease]) -> None:
@@ -224,6 +234,9 @@ class PendingLimiter:
 
     def _learn(self, ceiling: int) -> None:
         if self._learned == ceiling:
+            if self._limit == ceiling:
+                return  # another refusal of the same burst: nothing new learned
+            # A probe above the ceiling was refused: probe less often.
             self._probe_after = min(self._probe_after * 2, _PROBE_AFTER_MAX)
         else:
             self._probe_after = _PROBE_AFTER

@@ -15,25 +15,28 @@ and most of them would only hear "still pending".
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import anyio
 import pydantic
 
-from ._background import BackgroundTask, spawn
+from ._background import BackgroundTask, ki_protected, spawn
 from ._durations import DurationEstimate
 from ._lease import Lease, Limiter
 from ._models import Generation
 from ._routes import ROUTES
 from .errors import (
     APIConnectionError,
+    ClientClosedError,
     GenerationTimeoutError,
     GettyAIError,
+    GoneError,
     InternalServerError,
     MalformedResponseError,
     NotFoundError,
@@ -56,8 +59,14 @@ Deliver = Callable[[Result], None]
 # Ids seen lately, so that a lost POST never adopts a generation this client already
 # has; history lookups go back half a minute, so a few minutes' worth is plenty.
 _KNOWN_IDS = 10_000
+
+T = TypeVar("T")
 # The first poll of a generation comes when this share of its kind would have finished.
 _FIRST_POLL_QUANTILE = 0.2
+
+# A reply that is not what the API documents may be a passing hiccup of a proxy: after
+# this many in a row, whoever waits hears of it.
+_MALFORMED_IN_A_ROW = 3
 
 PollStrategy = Literal["adaptive", "fixed"]
 
@@ -96,9 +105,11 @@ class _Entry:
         "last_error",
         "last_pending_at",
         "leases",
+        "malformed",
         "polled_due",
         "sequence",
         "subscribers",
+        "tracked_at",
     )
 
     def __init__(self, generation_request_id: str, interval: float, kind: str) -> None:
@@ -113,6 +124,8 @@ class _Entry:
         self.sequence = 0
         self.deadline = math.inf
         self.accepted_at: float | None = None
+        self.tracked_at = 0.0
+        self.malformed = 0
         self.last_error: GettyAIError | None = None
 
 
@@ -154,12 +167,48 @@ class Poller:
         self._last_dispatch = -math.inf
         self._changed = anyio.Event()
         self._task: BackgroundTask | None = None
+        self._helpers: set[BackgroundTask] = set()
+        self._waits: set[anyio.CancelScope] = set()
+        self._posts_out: collections.Counter[str] = collections.Counter()
+        self._posts_changed = anyio.Event()
         self._closed = False
         self._known: dict[str, None] = {}
         self.polls = 0
         """Polls sent so far (every id, every caller)."""
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def unless_closed(self, awaitable: Awaitable[T]) -> T:
+        """Await `awaitable`; `ClientClosedError` if the client closes meanwhile."""
+        with anyio.CancelScope() as scope:
+            self._waits.add(scope)
+            try:
+                return await awaitable
+            finally:
+                self._waits.discard(scope)
+        raise ClientClosedError()
+
+    def post_leaving(self, fingerprint: str) -> None:
+        """A creating POST of this body started leaving."""
+        self._posts_out[fingerprint] += 1
+
+    def post_answered(self, fingerprint: str) -> None:
+        """A creating POST of this body got its answer (or error)."""
+        self._posts_out[fingerprint] -= 1
+        if self._posts_out[fingerprint] <= 0:
+            del self._posts_out[fingerprint]
+        self._posts_changed.set()
+        self._posts_changed = anyio.Event()
+
+    async def posts_settled(self, fingerprint: str, timeout: float) -> None:
+        """Return once no POST of this body is out (or after `timeout`)."""
+        with anyio.move_on_after(timeout):
+            while self._posts_out[fingerprint] > 0:  # a Counter: reading adds no key
+                await self._posts_changed.wait()
 
     @property
     def pending(self) -> int:
@@ -201,14 +250,16 @@ class Poller:
         The first poll comes after one interval, or (adaptive) when the fastest fifth
         of its `kind` would have finished.
         """
-        self._check_open()
+        self._remember(generation_request_id)
+        if self._closed:
+            return  # a POST answered after the close: its id goes to whoever waits
         now = anyio.current_time()
         entry = self._entries.get(generation_request_id)
         if entry is None:
             entry = self._entries[generation_request_id] = _Entry(
                 generation_request_id, self.interval, kind
             )
-            self._remember(generation_request_id)
+            entry.tracked_at = now
             self._reschedule(entry, now + self._first_wait(kind, accepted))
         entry.leases.extend(leases)
         if entry.leases:
@@ -231,6 +282,9 @@ class Poller:
         Returns a handle for `unsubscribe`. An id not tracked yet is tracked (without
         leases) for as long as someone waits for it.
         """
+        if self._closed:
+            deliver(ClientClosedError(generation_request_id))
+            return None
         if generation_request_id not in self._entries:
             self.track(generation_request_id, accepted=False)
         entry = self._entries[generation_request_id]
@@ -240,8 +294,9 @@ class Poller:
         if interval is not None and interval < entry.interval:
             entry.interval = interval
         # The last poll comes at the deadline, even when it is shorter than an interval.
+        # (While a poll is out, its answer comes first: no second poll beside it.)
         when = now if poll_now else min(entry.due, subscriber.deadline)
-        if when < entry.due:
+        if when < entry.due and entry.due != math.inf:
             self._reschedule(entry, when)
         return subscriber
 
@@ -276,25 +331,42 @@ class Poller:
         assert box.result is not None
         return box.result
 
+    def spawn(self, body: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run `body` in the background until it ends or the client closes."""
+        if self._closed:
+            return
+        task: BackgroundTask
+
+        async def run() -> None:
+            try:
+                await body()
+            finally:
+                self._helpers.discard(task)
+
+        task = spawn(run, name=name)
+        self._helpers.add(task)
+
     async def aclose(self) -> None:
-        """Stop polling; whoever still waits gets an error. Leases are left to expire."""
+        """Stop polling; whoever still waits gets `ClientClosedError` naming the id.
+
+        Leases are left to their limiter (they expire unless refreshed).
+        """
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
+        for scope in self._waits:
+            scope.cancel()
+        tasks = [task for task in (self._task, *self._helpers) if task is not None]
+        self._task = None
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             await task.wait()
         entries, self._entries = self._entries, {}
         self._schedule.clear()
         for entry in entries.values():
             for subscriber in entry.subscribers:
-                closed = f"client closed while waiting for {entry.generation_request_id!r}"
-                subscriber.deliver(GettyAIError(closed))
+                subscriber.deliver(ClientClosedError(entry.generation_request_id))
 
     # ------------------------------------------------------------------ polling
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this AsyncGettyAI client is closed")
 
     def first_poll_after(self, kind: str = "generate") -> float | None:
         """When a new generation of `kind` is first polled (adaptive, once learned)."""
@@ -330,9 +402,12 @@ class Poller:
         self._changed = anyio.Event()
 
     def _start(self) -> None:
-        if self._task is None:
+        # A task that died with its event loop (a client used again under a new one)
+        # is replaced.
+        if self._task is None or self._task.done:
             self._task = spawn(self._run, name="getty-ai poller")
 
+    @ki_protected
     async def _run(self) -> None:
         refresh_at = anyio.current_time()
         async with anyio.create_task_group() as polls:
@@ -377,6 +452,7 @@ class Poller:
         ]
         return min(ttls, default=30.0) / 3
 
+    @ki_protected
     async def _refresh(self) -> None:
         """Keep the leases of every pending generation alive, one call per limiter."""
         by_limiter: dict[int, tuple[Limiter, list[Lease]]] = {}
@@ -389,6 +465,7 @@ class Poller:
             except Exception:
                 log.warning("could not refresh %d leases", len(leases), exc_info=True)
 
+    @ki_protected
     async def _poll(self, entry: _Entry) -> None:
         generation_request_id = entry.generation_request_id
         self.polls += 1
@@ -399,22 +476,29 @@ class Poller:
                 transport.http.build_request("GET", transport.url(path))
             )
             generation = parse_generation(response)
-        except NotFoundError as exc:
-            accepted = entry.accepted_at
-            if accepted is None or anyio.current_time() - accepted >= self.not_found_grace:
+        except (NotFoundError, GoneError) as exc:
+            if isinstance(exc, NotFoundError) and self._maybe_catching_up(entry):
+                entry.last_error = exc  # the service may not know an id it just accepted
+            else:
                 await self._end(entry, exc, finished=True)
                 return
-            entry.last_error = exc  # the service may not know an id it just accepted yet
         except (APIConnectionError, InternalServerError, RateLimitError) as exc:
             entry.last_error = exc
+        except MalformedResponseError as exc:
+            entry.malformed += 1
+            entry.last_error = exc
+            if entry.malformed >= _MALFORMED_IN_A_ROW:
+                self._fail_waiters(entry, exc)
         except GettyAIError as exc:
-            await self._end(entry, exc, finished=True)
-            return
+            # 401, 403, another 4xx: the waiters hear it, but the service still has the
+            # generation as far as we know: it keeps its lease until it ends or expires.
+            entry.last_error = exc
+            self._fail_waiters(entry, exc)
         except Exception as exc:
             log.exception("polling %s failed", generation_request_id)
-            await self._end(entry, exc, finished=False)
-            return
+            entry.last_error = GettyAIError(f"polling failed: {exc!r}")
         else:
+            entry.malformed = 0
             now = anyio.current_time()
             if not generation.is_pending:
                 self._learn(entry, now)
@@ -422,6 +506,18 @@ class Poller:
                 return
             entry.last_pending_at = now
         await self._after_pending_poll(entry)
+
+    def _maybe_catching_up(self, entry: _Entry) -> bool:
+        """A 404 on an id believed to exist, soon after it was accepted or resumed."""
+        if not entry.leases and entry.accepted_at is None:
+            return False  # an id someone asked about: a 404 is an answer
+        since = entry.accepted_at if entry.accepted_at is not None else entry.tracked_at
+        return anyio.current_time() - since < self.not_found_grace
+
+    def _fail_waiters(self, entry: _Entry, error: GettyAIError) -> None:
+        subscribers, entry.subscribers = entry.subscribers, []
+        for subscriber in subscribers:
+            subscriber.deliver(error)
 
     async def _after_pending_poll(self, entry: _Entry) -> None:
         now = anyio.current_time()
@@ -449,6 +545,7 @@ class Poller:
     def _drop(self, entry: _Entry) -> None:
         if self._entries.get(entry.generation_request_id) is entry:
             del self._entries[entry.generation_request_id]
+            self._wake()  # the last one gone: the task ends now, not at its next tick
 
     async def _end(self, entry: _Entry, result: Result | None, *, finished: bool) -> None:
         """The generation ended: leases back first (room for the next), then the result.

@@ -9,8 +9,9 @@ the POST left, with the same prompt and options, that nobody here knows of yet.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
     from ._history import History
     from ._models import GenerationHistoryItem
 
-__all__ = ["find_in_history"]
+__all__ = ["Claim", "find_in_history"]
+
+Claim = Callable[[str], bool | Awaitable[bool]]
+"""Takes an id for the POST being looked up; False when it is someone else's."""
 
 log = logging.getLogger("getty_ai_async.reconcile")
 
@@ -53,7 +57,7 @@ async def find_in_history(
     body: Mapping[str, Any],
     *,
     sent_at: float,
-    claim: Callable[[str], bool],
+    claim: Claim,
     grace: float,
 ) -> str | None:
     """The id of the generation `body` created at `sent_at` (wall clock), or None.
@@ -72,7 +76,12 @@ async def find_in_history(
             for number in range(1, _MAX_PAGES + 1):
                 page = await history.page(number, page_size=_PAGE_SIZE, date_start=since)
                 for item in page.generations:
-                    if _matches(item, body) and claim(item.generation_request_id):
+                    if not _matches(item, body):
+                        continue
+                    taken = claim(item.generation_request_id)
+                    if inspect.isawaitable(taken):
+                        taken = await taken
+                    if taken:
                         log.info(
                             "found generation %s in history for a POST without reply",
                             item.generation_request_id,

@@ -20,6 +20,8 @@ No wait crosses the deadline (``max_retry_time`` after the first attempt).
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import logging
 import random
 import time
@@ -32,13 +34,14 @@ import anyio
 from ._lease import Lease, Limiter
 from ._models import Generation
 from ._poller import parse_generation
-from ._reconcile import find_in_history
+from ._reconcile import Claim, find_in_history
 from ._routes import Route
 from ._sending import SendAborted
 from ._transport import Deadline, annotate, retry_after_seconds
 from .errors import (
     APIConnectionError,
     APIStatusError,
+    ClientClosedError,
     GettyAIError,
     MalformedResponseError,
     RateLimitError,
@@ -52,6 +55,9 @@ if TYPE_CHECKING:
 __all__ = ["POST_FATE", "Fate", "SubmitState", "acquire_leases", "release_leases", "submit"]
 
 log = logging.getLogger("getty_ai_async.submission")
+
+# The longest a lost POST waits for a twin still out (same route and body) to be answered.
+_TWIN_WAIT = 60.0
 
 
 class Fate(enum.Enum):
@@ -91,7 +97,8 @@ class SubmitState:
     attempts: int = 0
     rate_limited: int = 0
     sent: bool = False
-    """The current attempt started leaving."""
+    """The current attempt started leaving and its fate is not settled yet: until the
+    answer says nothing was created (a retry follows), or the call ends."""
     first_sent_at: float | None = None
     sent_at: float | None = None
     """Wall-clock time the last attempt started leaving."""
@@ -137,31 +144,43 @@ async def submit(
     limiters: Sequence[Limiter],
     path_params: Mapping[str, str | int] | None = None,
     on_sent: Callable[[], Awaitable[None]] | None = None,
+    claim: Claim | None = None,
 ) -> Generation:
     """POST `body` to `route` under the pending cap, per the policy above.
 
     Returns the generation (pending or not) with `state.leases` bound to it; raises a
     `GettyAIError` otherwise, holding no lease. `on_sent` runs as each attempt starts
-    leaving (it may raise `SendAborted`: then nothing leaves, nothing is held).
+    leaving (it may raise `SendAborted`: then nothing leaves, nothing is held). `claim`
+    takes an id found in the history for this POST (see `find_in_history`).
+
+    Cancelled after the POST left, it still finds out: the history is searched in the
+    background, and a generation found there joins the client's poller with the leases.
     """
     transport = client._transport
+    poller = client._poller
     policy = transport.policy
     url = transport.url(route.path(**(path_params or {})))
     deadline = Deadline.after(policy.max_retry_time)
+    fingerprint = _fingerprint(route, body)
     refusals = 0
 
     async def sending() -> None:
+        if poller.closed:
+            raise ClientClosedError()
         if on_sent is not None:
             await on_sent()
         state.sent = True
         state.sent_at = time.time()
         if state.first_sent_at is None:
             state.first_sent_at = state.sent_at
+        poller.post_leaving(fingerprint)
 
     while True:
+        if poller.closed:
+            await _give_back(state)
+            raise ClientClosedError()
         if not state.leases:
-            state.leases = await acquire_leases(limiters)
-        state.sent = False
+            state.leases = await poller.unless_closed(acquire_leases(limiters))
         state.attempts += 1
         try:
             try:
@@ -171,12 +190,14 @@ async def submit(
                     on_sent=sending,
                 )
             finally:
-                state.answered()
+                if state.sent:
+                    poller.post_answered(fingerprint)
             generation = parse_generation(response)
         except SendAborted:
             await _give_back(state)
             raise
         except RateLimitError as exc:
+            state.answered()
             state.rate_limited += 1
             pending_cap = "retry-after" not in exc.response.headers
             await _give_back(state, pending_cap=pending_cap)
@@ -190,19 +211,19 @@ async def submit(
                 raise
             delay = retry_after_seconds(exc.response, policy.max_retry_after)
             if delay is None:
-                await _sleep_within(
-                    deadline, policy.rate_limit_wait * (1 + 0.25 * random.random()), exc
-                )
+                wait = policy.rate_limit_wait * (1 + 0.25 * random.random())
+                await _sleep_within(deadline, wait, exc)
             else:
                 await _sleep_within(deadline, delay, exc, retry_after=True)
             continue
         except MalformedResponseError as exc:
             # A 2xx the service sent: it accepted the POST, we just cannot read the id.
-            return await _reconcile(client, body, state, exc)
+            return await _reconcile(client, fingerprint, body, state, exc, claim)
         except APIStatusError as exc:
             fate = post_fate(exc.status_code)
             if fate is Fate.MAYBE_CREATED and not policy.retry_unsafe_posts:
-                return await _reconcile(client, body, state, exc)
+                return await _reconcile(client, fingerprint, body, state, exc, claim)
+            state.answered()
             await _give_back(state)
             refusals += 1
             if fate is Fate.REFUSED or refusals > policy.max_retries:
@@ -211,7 +232,8 @@ async def submit(
             continue
         except APIConnectionError as exc:
             if exc.may_have_been_sent and not policy.retry_unsafe_posts:
-                return await _reconcile(client, body, state, exc)
+                return await _reconcile(client, fingerprint, body, state, exc, claim)
+            state.answered()
             await _give_back(state)
             refusals += 1
             # A token that could not be had was retried already: don't multiply tries.
@@ -220,15 +242,48 @@ async def submit(
             await _sleep_within(deadline, transport.backoff(refusals), exc)
             continue
         except BaseException:
-            # Cancelled: if the POST left, its fate is unknown to us; either way this
-            # call will not watch it, so the leases go back.
             with anyio.CancelScope(shield=True):
-                await _give_back(state)
+                if state.sent:
+                    _find_later(client, route, body, state)
+                else:
+                    await _give_back(state)
             raise
         for limiter, lease in state.leases:
             await limiter.bind(lease, generation.generation_request_id)
-        client._poller.claim(generation.generation_request_id)
+        poller.claim(generation.generation_request_id)
         return generation
+
+
+def _fingerprint(route: Route, body: Mapping[str, Any]) -> str:
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{route.name}:{text}".encode()).hexdigest()
+
+
+def _find_later(
+    client: AsyncGettyAI, route: Route, body: dict[str, Any], state: SubmitState
+) -> None:
+    """A POST that left and was cut off: look for its generation once the caller is gone."""
+    leases, state.leases = list(state.leases), []
+    sent_at = state.sent_at if state.sent_at is not None else time.time()
+    poller = client._poller
+
+    async def find() -> None:
+        found = await find_in_history(
+            client.history,
+            body,
+            sent_at=sent_at,
+            claim=poller.claim,
+            grace=client.history_grace,
+        )
+        if found is None:
+            await release_leases(leases, pending_cap=False)
+            return
+        log.info("a cancelled POST created generation %s: following it", found)
+        for limiter, lease in leases:
+            await limiter.bind(lease, found)
+        poller.track(found, leases, kind=route.name)
+
+    poller.spawn(find, name="getty-ai find a cancelled POST")
 
 
 async def _give_back(state: SubmitState, *, pending_cap: bool = False) -> None:
@@ -260,14 +315,26 @@ async def _wait_for_room(
 
 
 async def _reconcile(
-    client: AsyncGettyAI, body: dict[str, Any], state: SubmitState, cause: GettyAIError
+    client: AsyncGettyAI,
+    fingerprint: str,
+    body: dict[str, Any],
+    state: SubmitState,
+    cause: GettyAIError,
+    claim: Claim | None,
 ) -> Generation:
     """The POST may have created a generation: find it in the history, or say so."""
     sent_at = state.sent_at if state.sent_at is not None else time.time()
     poller = client._poller
     try:
+        # A twin POST (same route and body) still out could own what the history
+        # shows: let it be answered first, so that its reply claims its own id.
+        await poller.posts_settled(fingerprint, timeout=_TWIN_WAIT)
         found = await find_in_history(
-            client.history, body, sent_at=sent_at, claim=poller.claim, grace=client.history_grace
+            client.history,
+            body,
+            sent_at=sent_at,
+            claim=claim or poller.claim,
+            grace=client.history_grace,
         )
     except BaseException:
         with anyio.CancelScope(shield=True):

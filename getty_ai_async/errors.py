@@ -10,6 +10,7 @@ The hierarchy::
     ├── JournalError               a fan-out journal could not be opened or written
     │   └── JournalLockedError     another process runs on the same journal
     ├── MalformedResponseError     a 2xx reply that is not what the API documents
+    ├── ClientClosedError          the client was closed (names any generation left waiting)
     ├── APIConnectionError         no usable reply (connect, read, protocol errors)
     │   ├── APITimeoutError
     │   └── TokenUnavailableError  no bearer token could be had: the request was not sent
@@ -36,6 +37,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConflictError",
     "GenerationTimeoutError",
     "GettyAIError",
@@ -262,3 +264,21 @@ class JournalLockedError(JournalError):
         holder = f"process {pid}" if pid else "another process"
         super().__init__(path, f"in use by {holder}; wait for it to finish or use another file")
         self.pid = pid
+
+
+class ClientClosedError(GettyAIError, RuntimeError):
+    """The `AsyncGettyAI` was closed: nothing more is sent through it.
+
+    When it names a `generation_request_id`, that generation was accepted (and paid
+    for): wait for it with another client.
+    """
+
+    def __init__(self, generation_request_id: str | None = None) -> None:
+        if generation_request_id is None:
+            super().__init__("this AsyncGettyAI client is closed")
+        else:
+            super().__init__(
+                f"client closed while waiting for generation {generation_request_id!r}; "
+                f"resume with generations.wait({generation_request_id!r}) on another client"
+            )
+        self.generation_request_id = generation_request_id

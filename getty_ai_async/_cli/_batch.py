@@ -57,6 +57,7 @@ class BatchJob:
     """Save at most this many images of each generation (None: all that are not blocked)."""
     max_pending: MaxPending | None = None
     retry_failed: bool = False
+    retry_uncertain: bool = False
     save_concurrency: int = 16
 
 
@@ -118,6 +119,7 @@ class _Batch:
             max_pending=job.max_pending,
             journal=job.journal,
             retry_failed=job.retry_failed,
+            retry_uncertain=job.retry_uncertain,
         )
         self._reporter.start(self.counts)
         try:
@@ -270,6 +272,7 @@ class _Batch:
             assert self._run is not None
             # Generation POSTs cut off now leave their inputs "uncertain".
             self.counts.cut_submissions = self._run.stats.in_flight
+            self._interrupted = True  # whatever was cut (downloads, POSTs), it was cut
             self._work.cancel()
             return True
         self._stopping = True
@@ -415,8 +418,7 @@ def _interrupted(
     if counts.cut_submissions:
         parts.append(
             f"{_plural(counts.cut_submissions, 'submission')} cut off mid-request: the rerun "
-            "reports them as uncertain (look for them in `getty-ai history` before "
-            "submitting them again)"
+            "looks them up in the history (what it finds is not paid for twice)"
         )
     return "; ".join(parts) + f". To resume, run the same command: {resume_command}"
 
@@ -436,9 +438,9 @@ def _failure_hints(counts: BatchCounts) -> list[str]:
         )
     if remedies["uncertain"]:
         hints.append(
-            f"{_plural(remedies['uncertain'], 'input')} may have been created anyway: look "
-            "for them in `getty-ai history` before submitting them again (no option "
-            "resubmits them)"
+            f"{_plural(remedies['uncertain'], 'input')} lost their reply and the history "
+            "showed no generation for them: a minute or more from now, --retry-uncertain "
+            "looks again and submits those still missing (or check `getty-ai history`)"
         )
     if remedies["fix_input"]:
         hints.append(f"fix the {_plural(remedies['fix_input'], 'unusable input')}")

@@ -127,6 +127,17 @@ def batch(
             "--retry-failed", help="Submit again the inputs an earlier run recorded as failed."
         ),
     ] = False,
+    retry_uncertain: Annotated[
+        bool,
+        typer.Option(
+            "--retry-uncertain",
+            help=(
+                "Look the inputs whose submission fate is unknown up in the history again, "
+                "and submit those it still does not show (safe a minute or more after the "
+                "run that lost them)."
+            ),
+        ),
+    ] = False,
     input_format: Annotated[
         InputFormat | None,
         typer.Option("--format", help="Input format [default: from the extension or content]."),
@@ -157,6 +168,7 @@ def batch(
             images_per_prompt=images_per_prompt,
             max_pending=parse_max_pending(max_pending) if max_pending else None,
             retry_failed=retry_failed,
+            retry_uncertain=retry_uncertain,
             save_concurrency=download_concurrency,
         )
         _check_outputs(job)

@@ -38,8 +38,8 @@ Remedy = Literal["retry_failed", "rerun", "fix_input", "uncertain"]
 - ``rerun``: nothing is lost and the same command picks it up (still pending at the
   service, or a 429 that left it unsent);
 - ``fix_input``: the input itself is unusable;
-- ``uncertain``: the POST may have created a generation; nothing resubmits it (look for
-  it in the history first).
+- ``uncertain``: the POST's reply was lost and the history showed no generation for it
+  yet; ``--retry-uncertain`` looks again and submits it if still missing.
 """
 
 # Poll errors after which the journal keeps the generation pending (see GenerationRun).

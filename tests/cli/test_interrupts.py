@@ -156,25 +156,20 @@ async def test_second_ctrl_c_cutting_a_submission_is_reported_honestly(tmp_path:
     assert first.counts.cut_submissions == 1
     line = summary(first, job, RESUME)
     assert "1 submission cut off mid-request" in line
-    assert "getty-ai history" in line
+    assert "looks them up in the history" in line
 
     sandbox.faults.slow = False
     async with AsyncGettyAI.sandbox(sandbox, **FAST_CLIENT) as client:
         job = dataclasses.replace(job, source=open_input(str(PROMPTS_FILE)))
         second = await run_batch(client, job, QuietReporter())
-        retry_job = dataclasses.replace(
-            job, source=open_input(str(PROMPTS_FILE)), retry_failed=True
-        )
-        retried = await run_batch(client, retry_job, QuietReporter())
 
-    # The cut-off POST did create a generation: it is never submitted again blindly.
+    # The cut-off POST did create a generation: the rerun found it in the history and
+    # adopted it instead of paying again, and nothing is left uncertain.
     assert sandbox.stats.submissions == PROMPTS_IN_FILE
-    assert second.counts.remedies["uncertain"] == 1
+    assert second.counts.remedies["uncertain"] == 0
+    assert second.counts.done + second.counts.blocked == PROMPTS_IN_FILE
     line = summary(second, job, RESUME)
-    assert "1 failed (1 uncertain)" in line
-    assert "look for them in `getty-ai history`" in line
-    assert "--retry-failed" not in line  # it would not resubmit them: no promise
-    assert retried.counts.remedies["uncertain"] == 1
+    assert "--retry-failed" not in line
 
 
 @pytest.mark.parametrize("retry_failed", [False, True])
@@ -184,9 +179,9 @@ def test_summary_promises_retry_failed_only_for_what_it_resubmits(
     sandbox = Sandbox(pending_seconds=0)
     settings = fast_settings(sandbox)
     settings.client_options["max_retries"] = 0
-    # A generation POST whose reply is lost after the service created the generation.
+    # A generation POST whose reply is lost before the service acts: the history shows
+    # nothing, so the input is uncertain (nothing may resubmit it blindly).
     sandbox.faults.route_drop_rates["generate"] = 1.0
-    sandbox.faults.drop_after_processing = True
     source = tmp_path / "prompts.txt"
     source.write_text("a fox\n", encoding="utf-8")
     args = ["--sandbox", "batch", str(source), "--out", str(tmp_path / "out")]
@@ -200,7 +195,11 @@ def test_summary_promises_retry_failed_only_for_what_it_resubmits(
         summary_line = result.stdout.splitlines()[-1]
         assert "1 failed (1 uncertain)" in summary_line
         assert "--retry-failed" not in summary_line
-        assert "getty-ai history" in summary_line
+        assert "--retry-uncertain" in summary_line
+    assert sandbox.stats.submissions == 0
+
+    retried = cli(*args, "--retry-uncertain", settings=settings)
+    assert retried.exit_code == 0, retried.output
     assert sandbox.stats.submissions == 1
 
 

@@ -78,7 +78,7 @@ async def test_slot_returned_after_error_while_polling(
     assert client.limiter.in_use == 0
 
 
-async def test_slot_returned_when_cancelled_during_post(
+async def test_cancelled_during_a_post_that_created_nothing_the_lease_returns(
     client: AsyncGettyAI, router: respx.MockRouter
 ) -> None:
     async def hang(request: httpx.Request) -> httpx.Response:
@@ -86,10 +86,37 @@ async def test_slot_returned_when_cancelled_during_post(
         return httpx.Response(200, json=finished())  # pragma: no cover
 
     router.post(url(POST_PATH)).mock(side_effect=hang)
+    history = router.get(url(HISTORY_PATH)).respond(200, json=history_of())
     with anyio.move_on_after(0.02) as scope:
         await client.generations.create("fox")
     assert scope.cancelled_caught
-    assert client.limiter.in_use == 0
+    # The POST had left: the history is checked in the background before the lease
+    # goes back (it shows nothing here).
+    await until(lambda: client.limiter.in_use == 0)
+    assert history.called
+
+
+async def test_cancelled_during_a_post_that_created_one_the_poller_follows_it(
+    client: AsyncGettyAI, router: respx.MockRouter
+) -> None:
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await anyio.sleep(10)
+        return httpx.Response(200, json=finished())  # pragma: no cover
+
+    router.post(url(POST_PATH)).mock(side_effect=hang)
+    created = {"generation_request_id": GEN_ID, "prompt": "fox"}
+    router.get(url(HISTORY_PATH)).respond(200, json=history_of(created))
+    poll = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(202, json=pending())] * 3
+        + [respx.MockResponse(200, json=finished())]
+    )
+    with anyio.move_on_after(0.02):
+        await client.generations.create("fox")
+    # Still pending at the service: its lease stays, the poller follows it to the end.
+    await until(lambda: poll.call_count >= 1)
+    assert client.limiter.statistics().bound == 1
+    await until(lambda: client.limiter.in_use == 0)
+    assert poll.call_count == 4
 
 
 async def test_lease_outlives_a_cancelled_wait_until_the_generation_ends(
