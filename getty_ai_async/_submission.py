@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import inspect
 import json
 import logging
 import random
@@ -163,8 +164,10 @@ async def submit(
     deadline = Deadline.after(policy.max_retry_time)
     fingerprint = _fingerprint(route, body)
     refusals = 0
+    out = False
 
     async def sending() -> None:
+        nonlocal out
         if poller.closed:
             raise ClientClosedError()
         if on_sent is not None:
@@ -174,6 +177,7 @@ async def submit(
         if state.first_sent_at is None:
             state.first_sent_at = state.sent_at
         poller.post_leaving(fingerprint)
+        out = True
 
     while True:
         if poller.closed:
@@ -189,10 +193,14 @@ async def submit(
                     attempt=state.attempts,
                     on_sent=sending,
                 )
+                generation = parse_generation(response)
+                # Claimed before the POST counts as answered: a twin whose reply was
+                # lost waits for this one (see `_reconcile`) and must find it taken.
+                poller.claim(generation.generation_request_id)
             finally:
-                if state.sent:
+                if out:
+                    out = False
                     poller.post_answered(fingerprint)
-            generation = parse_generation(response)
         except SendAborted:
             await _give_back(state)
             raise
@@ -250,7 +258,6 @@ async def submit(
             raise
         for limiter, lease in state.leases:
             await limiter.bind(lease, generation.generation_request_id)
-        poller.claim(generation.generation_request_id)
         return generation
 
 
@@ -325,15 +332,21 @@ async def _reconcile(
     """The POST may have created a generation: find it in the history, or say so."""
     sent_at = state.sent_at if state.sent_at is not None else time.time()
     poller = client._poller
-    try:
+    owner = claim or poller.claim
+
+    async def claim_after_twins(generation_request_id: str) -> bool:
         # A twin POST (same route and body) still out could own what the history
         # shows: let it be answered first, so that its reply claims its own id.
         await poller.posts_settled(fingerprint, timeout=_TWIN_WAIT)
+        taken = owner(generation_request_id)
+        return await taken if inspect.isawaitable(taken) else taken
+
+    try:
         found = await find_in_history(
             client.history,
             body,
             sent_at=sent_at,
-            claim=claim or poller.claim,
+            claim=claim_after_twins,
             grace=client.history_grace,
         )
     except BaseException:
