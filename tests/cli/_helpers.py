@@ -19,7 +19,7 @@ FAST_SANDBOX: dict[str, Any] = {
     "download_pending_seconds": 0.5,
     "time_scale": 0.02,
 }
-FAST_CLIENT: dict[str, Any] = {"poll_interval": 0.01}
+FAST_CLIENT: dict[str, Any] = {"poll_interval": 0.01, "history_grace": 0.05}
 ENV_NAMES = ("GETTY_API_KEY", "GETTY_API_SECRET", "GETTY_BASE_URL", "GETTY_TOKEN_URL")
 PROMPTS_FILE = Path(__file__).parents[2] / "examples" / "prompts.txt"
 PROMPTS_IN_FILE = 12
