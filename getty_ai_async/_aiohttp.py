@@ -202,13 +202,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             data = request.stream
             headers = headers.copy()
             headers.pop("transfer-encoding", None)
+        encoding = headers.encoding
         on_sent = request.extensions.get(ON_SENT)
         token = _on_sent.set(on_sent) if on_sent is not None else None
         try:
             response = await session.request(
                 request.method,
                 str(request.url),
-                headers=headers.multi_items(),
+                # multi_items() without its per-header lookups of the encoding.
+                headers=[(k.decode(encoding), v.decode(encoding)) for k, v in headers.raw],
                 data=data,
                 allow_redirects=False,
                 timeout=_client_timeout(

@@ -1,4 +1,4 @@
-"""Which HTTP transport a client builds: aiohttp's under asyncio, else httpx's own.
+"""The HTTP client a client builds: httpx's, over aiohttp under asyncio, else httpx's own.
 
 ``http_backend=`` (or ``GETTY_HTTP_BACKEND``) of `AsyncGettyAI`:
 
@@ -22,13 +22,13 @@ import importlib.util
 import sys
 import urllib.request
 from collections.abc import Mapping
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import httpx
 
 from .errors import ValidationError
 
-__all__ = ["BACKEND_ENV", "HttpBackend", "default_transport", "on_asyncio"]
+__all__ = ["BACKEND_ENV", "HttpBackend", "HttpClient", "default_transport", "on_asyncio"]
 
 HttpBackend = Literal["auto", "aiohttp", "httpx"]
 BACKEND_ENV = "GETTY_HTTP_BACKEND"
@@ -119,3 +119,34 @@ def default_transport(
     if not _aiohttp_installed() or _proxy_configured():
         return None
     return AutoTransport(limits=limits)
+
+
+class _Cookies(httpx.Cookies):
+    """httpx's cookie store, minus its per-response work for replies that set no cookie.
+
+    httpx hands every response to `http.cookiejar` wrapped with its request (the URL
+    parsed again, the headers copied), some 20 µs a reply; a reply without
+    ``Set-Cookie`` gives the jar's default policy (which ignores RFC 2965's
+    ``Set-Cookie2``) nothing to store, so it is skipped.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+class HttpClient(httpx.AsyncClient):
+    """The `httpx.AsyncClient` a client builds for itself (one passed in is used as is)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._store = _Cookies(super().cookies)
+
+    # httpx reads and replaces its cookie store through this property only.
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._store
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._store = _Cookies(cookies)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 import httpx
 
 from ._auth import GettyAuth, Grant, TokenProvider
-from ._backends import HttpBackend, backend_from, default_transport
+from ._backends import HttpBackend, HttpClient, backend_from, default_transport
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_HISTORY_GRACE,
@@ -214,7 +214,7 @@ class AsyncGettyAI:
             transport = default_transport(
                 backend_from(http_backend, os.environ), limits or DEFAULT_LIMITS
             )
-        self._http = http_client or httpx.AsyncClient(
+        self._http = http_client or HttpClient(
             transport=transport,
             timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
             limits=limits or DEFAULT_LIMITS,

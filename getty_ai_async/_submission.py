@@ -146,7 +146,7 @@ async def submit(
     """
     transport = client._transport
     policy = transport.policy
-    url = transport.url(route.path(**(path_params or {})))
+    url = transport.endpoint(route.path(**(path_params or {})))
     deadline = Deadline.after(policy.max_retry_time)
     refusals = 0
 
