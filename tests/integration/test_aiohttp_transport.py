@@ -336,6 +336,29 @@ async def test_a_body_cut_short_is_a_protocol_error() -> None:
                 await response.aread()
 
 
+async def test_a_streamed_request_body_is_sent_chunked() -> None:
+    async def read_chunked(conn: Conn) -> None:
+        head = await conn.reader.readuntil(b"\r\n\r\n")
+        body = await conn.reader.readuntil(b"0\r\n\r\n")
+        conn.server.requests.append(head + body)
+        await conn.answer()
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"part one,"
+        yield b"part two"
+
+    async with scripted(read_chunked) as server, aiohttp_client(server.base_url) as client:
+        request = client._http.build_request("PUT", server.base_url + "/upload", content=parts())
+        response = await client._transport.send(request)
+
+    assert response.status_code == 200
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    lines = head.decode().lower().split("\r\n")
+    assert lines.count("transfer-encoding: chunked") == 1
+    assert b"part one," in body
+    assert b"part two" in body
+
+
 # ------------------------------------------------------------------ error table
 
 
