@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Self, Unpack
 import httpx
 
 from ._auth import GettyAuth, Grant, TokenProvider
+from ._backends import HttpBackend, HttpClient, backend_from, default_transport
 from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_HISTORY_GRACE,
@@ -104,6 +105,12 @@ class AsyncGettyAI:
     With a secret the client uses the OAuth2 client-credentials grant (or the password
     grant when `username`/`password` are given); with `access_token` it uses that token;
     with only a key it sends just the ``Api-Key`` header.
+
+    Under asyncio, requests go through aiohttp when it is installed (the ``aiohttp``
+    extra: a fraction of the CPU per request of httpx's default transport), still behind
+    httpx's API; under trio, with a proxy in the environment, or with
+    ``http_backend="httpx"`` (``GETTY_HTTP_BACKEND=httpx``) through httpx's own transport.
+    ``transport=`` or ``http_client=`` replace either (see `_backends`).
     """
 
     def __init__(
@@ -133,6 +140,7 @@ class AsyncGettyAI:
         limits: httpx.Limits | None = None,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        http_backend: HttpBackend | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
         api_key = api_key or os.environ.get("GETTY_API_KEY")
@@ -191,6 +199,7 @@ class AsyncGettyAI:
                     name
                     for name, value in (
                         ("transport", transport),
+                        ("http_backend", http_backend),
                         ("timeout", timeout),
                         ("limits", limits),
                     )
@@ -200,7 +209,13 @@ class AsyncGettyAI:
             )
             if clash is not None:
                 raise ValidationError(clash, "configure the http_client you pass instead")
-        self._http = http_client or httpx.AsyncClient(
+        if transport is not None and http_backend is not None:
+            raise ValidationError("http_backend", "pass transport= or http_backend=, not both")
+        if http_client is None and transport is None:
+            transport = default_transport(
+                backend_from(http_backend, os.environ), limits or DEFAULT_LIMITS
+            )
+        self._http = http_client or HttpClient(
             transport=transport,
             timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
             limits=limits or DEFAULT_LIMITS,

@@ -343,6 +343,13 @@ class _Pollable(_Response):
         parsed._pending = pending
         return parsed
 
+    @classmethod
+    def from_json(cls, content: bytes, *, pending: bool) -> Self:
+        """`from_response` of a raw JSON body, parsed and validated in one pass."""
+        parsed = cls.model_validate_json(content)
+        parsed._pending = pending
+        return parsed
+
     @property
     def is_pending(self) -> bool:
         """True while the service answered 202 (poll again later)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import httpx
 
+from ._backends import HttpBackend
 from ._generations import SubmitOptions
 from ._lease import Limiter
 from ._limiter import MaxPending
@@ -69,6 +70,7 @@ class ClientOptions(_ClientSettings, total=False):
     token_url: str | None
     http_client: httpx.AsyncClient | None
     transport: httpx.AsyncBaseTransport | None
+    http_backend: HttpBackend | None
 
 
 class SandboxOptions(_ClientSettings, total=False):

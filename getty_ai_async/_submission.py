@@ -160,7 +160,7 @@ async def submit(
     transport = client._transport
     poller = client._poller
     policy = transport.policy
-    url = transport.url(route.path(**(path_params or {})))
+    url = transport.endpoint(route.path(**(path_params or {})))
     deadline = Deadline.after(policy.max_retry_time)
     fingerprint = _fingerprint(route, body)
     refusals = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
+import functools
 import logging
 import math
 import random
@@ -257,6 +258,11 @@ class _BeforeSend(httpx.Auth):
             await flow.aclose()
 
 
+@functools.lru_cache(maxsize=4096)
+def _parsed_url(url: str) -> httpx.URL:
+    return httpx.URL(url)
+
+
 class Transport:
     """Sends requests for routes: auth, QPS budget, retries, error mapping, logging."""
 
@@ -281,6 +287,11 @@ class Transport:
         """The absolute URL of an API path (paths are already percent-encoded)."""
         return self._base + path
 
+    def endpoint(self, path: str) -> httpx.URL:
+        """`url` parsed, from a cache: httpx parses and checks a URL string on every
+        request, and the same URLs come back (each POST route's, each id's polls)."""
+        return _parsed_url(self._base + path)
+
     async def request(
         self,
         route: Route,
@@ -296,7 +307,7 @@ class Transport:
 
         ``retry_rate_limits=False`` hands 429s to the caller at once.
         """
-        url = self.url(route.path(**(path_params or {})))
+        url = self.endpoint(route.path(**(path_params or {})))
         return await self.send_with_retries(
             lambda: self.http.build_request(
                 route.method, url, params=params, json=json, content=content, headers=headers
@@ -348,6 +359,12 @@ class Transport:
         """
         policy = self.policy
         deadline = Deadline.after(policy.max_retry_time)
+        # Most calls succeed at once: stamina (tenacity's state per call) only comes in
+        # once the first attempt failed, which it then sees as its own first attempt.
+        try:
+            return await attempt(1)
+        except Exception as exc:
+            first_error: Exception | None = exc
         attempts = 0
 
         def on(exc: Exception) -> bool | float:
@@ -373,6 +390,9 @@ class Transport:
         ):
             with retrying:
                 attempts += 1
+                if first_error is not None:
+                    error, first_error = first_error, None
+                    raise error
                 return await attempt(attempts)
         raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
@@ -399,19 +419,18 @@ class Transport:
         `_sending`); it may raise `SendAborted` to keep it from leaving.
         """
         auth = auth or self.auth
-        watch = SendWatch(on_sent)
+        hooks: list[BeforeSend] = []
+        if self.budget is not None:
+            hooks.append(self.budget.acquire)
         # Without a callback, the kind of error is enough to tell (and costs nothing).
-        traced = on_sent is not None and self.reports_sending
-        if traced:
-            watch.install(request)
-        hooks = [
-            hook
-            for hook in (
-                self.budget and self.budget.acquire,
-                watch.fire if on_sent is not None and not traced else None,
-            )
-            if hook
-        ]
+        traced: SendWatch | None = None
+        if on_sent is not None:
+            watch = SendWatch(on_sent)
+            if self.reports_sending:
+                watch.install(request)
+                traced = watch
+            else:
+                hooks.append(watch.fire)
         if hooks:
             auth = _BeforeSend(auth, hooks)
         started = time.perf_counter()
@@ -429,16 +448,17 @@ class Transport:
                 token_error=exc,
             ) from exc
         except httpx.TransportError as exc:
-            sent = watch.sent if traced else not isinstance(exc, _NOT_SENT)
-            log.debug(
-                "%s %s -> %s (attempt %d, %.3fs, may have been sent: %s)",
-                request.method,
-                request.url.path,
-                type(exc).__name__,
-                attempt,
-                time.perf_counter() - started,
-                sent,
-            )
+            sent = traced.sent if traced is not None else not isinstance(exc, _NOT_SENT)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s -> %s (attempt %d, %.3fs, may have been sent: %s)",
+                    request.method,
+                    request.url.path,
+                    type(exc).__name__,
+                    attempt,
+                    time.perf_counter() - started,
+                    sent,
+                )
             error = (
                 APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
             )
@@ -447,14 +467,17 @@ class Transport:
                 request=request,
                 may_have_been_sent=sent,
             ) from exc
-        log.debug(
-            "%s %s -> %d (attempt %d, %.3fs)",
-            request.method,
-            request.url.path,
-            response.status_code,
-            attempt,
-            time.perf_counter() - started,
-        )
+        # Guarded: the arguments (the URL's path is decoded on access) cost more than the
+        # call when DEBUG is off, on every request.
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s -> %d (attempt %d, %.3fs)",
+                request.method,
+                request.url.path,
+                response.status_code,
+                attempt,
+                time.perf_counter() - started,
+            )
         if response.status_code >= 300:
             if response.status_code == 429 and self.budget is not None:
                 self.budget.throttled()

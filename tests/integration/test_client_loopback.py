@@ -4,7 +4,8 @@ A normal `AsyncGettyAI` (plain http is allowed for a loopback host) talks to the
 through the whole network stack. The sandbox hands out image URLs on
 ``http://localhost:PORT``: the same server under another host name, so the client must
 treat it as a foreign CDN and send it no credentials. Each test stops its server and
-checks that the socket is gone.
+checks that the socket is gone. Every test runs over both transports a client picks
+under asyncio: aiohttp's (the default) and httpx's own.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 
 from getty_ai_async import AsyncGettyAI, GenerationOutcome, RetryPolicy, errors
+from getty_ai_async._aiohttp import AiohttpTransport
 from getty_ai_async.sandbox import FaultConfig, Sandbox, run_in_thread, serve
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -37,6 +40,13 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
         "all_proxy",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "httpx"])
+def http_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    backend: str = request.param
+    monkeypatch.setenv("GETTY_HTTP_BACKEND", backend)
+    return backend
 
 
 def client_for(base_url: str, token_url: str, policy: RetryPolicy, **options: Any) -> AsyncGettyAI:
@@ -81,7 +91,7 @@ def resolved(path: Path) -> Path:
 
 
 async def test_generate_save_and_generate_many_over_loopback(
-    tmp_path: Path, fast_retries: RetryPolicy
+    tmp_path: Path, fast_retries: RetryPolicy, http_backend: str
 ) -> None:
     sandbox = Sandbox(
         seed=3, pending_seconds=2, download_pending_seconds=1, time_scale=0.01, pending_limit=6
@@ -92,6 +102,7 @@ async def test_generate_save_and_generate_many_over_loopback(
         token_url = f"{base_url}/oauth2/token"
         cdn_base_url = sandbox.cdn_base_url
         async with client_for(base_url, token_url, fast_retries, max_pending=6) as client:
+            transport = client._http._transport
             generation = await client.generate("a fox over TCP", aspect_ratio="16:9")
             path = await client.downloads.save(
                 generation.generation_request_id, 0, tmp_path, size_name="1k"
@@ -100,6 +111,8 @@ async def test_generate_save_and_generate_many_over_loopback(
             async for outcome in client.generate_many(prompts):
                 outcomes.append(outcome)
 
+    expected = AiohttpTransport if http_backend == "aiohttp" else httpx.AsyncHTTPTransport
+    assert isinstance(transport, expected)
     assert base_url.startswith("http://127.0.0.1:")
     assert cdn_base_url == base_url.replace("127.0.0.1", "localhost")
     assert len(generation.images) == 4

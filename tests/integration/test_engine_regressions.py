@@ -7,6 +7,7 @@ request in flight.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def prompts(n: int, stem: str = "prompt") -> list[str]:
 
 
 def journal_states(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         rows = db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall()
     return dict(rows)
 

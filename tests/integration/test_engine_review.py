@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ QUICK: dict[str, Any] = {"poll_interval": 0.01, "history_grace": 0.05}
 
 
 def journal_states(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         rows = db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall()
     return dict(rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import sqlite3
@@ -279,7 +280,7 @@ async def test_as_completed_yields_each_pending_generation() -> None:
 
 
 def journal_states(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         return dict(db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def prompts(n: int) -> list[str]:
 
 
 def journal_states(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         return dict(db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall())
 
 

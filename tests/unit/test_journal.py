@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -31,7 +32,7 @@ async def test_a_second_opener_is_refused_with_the_file_and_the_holders_pid(
 
 async def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "run.sqlite"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(errors.JournalError, match="newer"):
         await Journal(path).open()
@@ -42,7 +43,7 @@ async def test_a_journal_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 async def test_a_journal_of_0_1_0_is_upgraded_in_place(tmp_path: Path) -> None:
     path = tmp_path / "run.sqlite"
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute(
             "CREATE TABLE outcomes (key TEXT PRIMARY KEY, idx INTEGER NOT NULL,"
             " request TEXT NOT NULL, state TEXT NOT NULL, generation_request_id TEXT,"
@@ -52,6 +53,7 @@ async def test_a_journal_of_0_1_0_is_upgraded_in_place(tmp_path: Path) -> None:
         db.execute(
             "INSERT INTO outcomes VALUES ('k', 0, '{}', 'pending', 'gen-1', NULL, NULL, 1, 0)"
         )
+        db.commit()
     journal = Journal(path)
     await journal.open()
     record = await journal.lookup("k")
@@ -59,7 +61,7 @@ async def test_a_journal_of_0_1_0_is_upgraded_in_place(tmp_path: Path) -> None:
     assert record is not None
     assert record.generation_request_id == "gen-1"
     assert record.sent_at is None
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 

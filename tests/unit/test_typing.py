@@ -95,6 +95,6 @@ def test_client_options_match_the_constructor() -> None:
 
 
 def test_sandbox_options_are_client_options_plus_sandbox_and_fault_fields() -> None:
-    set_by_sandbox = {"base_url", "token_url", "transport", "http_client"}
+    set_by_sandbox = {"base_url", "token_url", "transport", "http_client", "http_backend"}
     fields = {f.name for config in (SandboxConfig, FaultConfig) for f in dataclasses.fields(config)}
     assert keys(SandboxOptions) == (keys(ClientOptions) - set_by_sandbox) | fields

@@ -1,0 +1,137 @@
+"""What was taken off each request's path (issue #10) still behaves as before.
+
+- stamina comes in only once a first attempt failed: its hooks, its on/off switch and
+  its attempt count see the same attempts;
+- parsed URLs are reused; a reply parsed in one pass gives the same `Generation` and,
+  when it is not one, the same error;
+- cookies are still kept, but replies without ``Set-Cookie`` skip http.cookiejar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import respx
+import stamina
+import stamina.instrumentation
+from stamina.instrumentation import RetryDetails
+
+from getty_ai_async import Generation, errors
+from getty_ai_async._backends import HttpClient
+from getty_ai_async._poller import parse_generation
+
+from ._helpers import FAST, GEN_ID, ClientFactory, finished, url
+
+GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
+
+
+@pytest.fixture
+def retries_seen() -> Iterator[list[RetryDetails]]:
+    seen: list[RetryDetails] = []
+    previous = stamina.instrumentation.get_on_retry_hooks()
+    stamina.instrumentation.set_on_retry_hooks([seen.append])
+    yield seen
+    stamina.instrumentation.set_on_retry_hooks(previous)
+
+
+async def test_a_first_failure_is_stamina_s_first_attempt(
+    router: respx.MockRouter, make_client: ClientFactory, retries_seen: list[RetryDetails]
+) -> None:
+    route = router.get(url(GET_PATH)).mock(
+        side_effect=[respx.MockResponse(503), respx.MockResponse(200, json=finished())]
+    )
+    await make_client(retry_policy=FAST).generations.get(GEN_ID)
+
+    assert route.call_count == 2
+    assert [details.retry_num for details in retries_seen] == [1]
+    assert isinstance(retries_seen[0].caused_by, errors.InternalServerError)
+
+
+async def test_stamina_switched_off_still_means_one_attempt(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.get(url(GET_PATH)).respond(503)
+    stamina.set_active(False)
+    try:
+        with pytest.raises(errors.InternalServerError):
+            await make_client(retry_policy=FAST).generations.get(GEN_ID)
+    finally:
+        stamina.set_active(True)
+    assert route.call_count == 1
+
+
+async def test_retries_still_stop_at_max_retries(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    route = router.get(url(GET_PATH)).respond(503)
+    with pytest.raises(errors.InternalServerError):
+        await make_client(retry_policy=FAST).generations.get(GEN_ID)
+    assert route.call_count == FAST.max_retries + 1
+
+
+async def test_endpoints_are_parsed_once(make_client: ClientFactory) -> None:
+    transport = make_client()._transport
+    first = transport.endpoint("/v3/ai/image-generations/gen-7")
+    assert first is transport.endpoint("/v3/ai/image-generations/gen-7")
+    assert str(first) == transport.url("/v3/ai/image-generations/gen-7")
+
+
+@pytest.mark.parametrize("status", [200, 202])
+def test_a_reply_parsed_in_one_pass_is_the_same_generation(status: int) -> None:
+    body = finished() if status == 200 else {"generation_request_id": GEN_ID}
+    response = httpx.Response(status, json=body)
+    generation = parse_generation(response)
+    assert generation.is_pending is (status == 202)
+    assert generation.model_dump() == parse_generation_slowly(response).model_dump()
+
+
+def parse_generation_slowly(response: httpx.Response) -> Generation:
+    return Generation.from_response(response.json(), pending=response.status_code == 202)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"<html>oops</html>", "not JSON"),
+        (b"", "not JSON"),
+        (b'{"results": []}', "generation_request_id: Field required"),
+        (b"null", "generation_request_id: Field required"),
+    ],
+)
+def test_a_reply_that_is_not_a_generation_is_named_as_before(content: bytes, message: str) -> None:
+    response = httpx.Response(200, content=content, request=httpx.Request("GET", url(GET_PATH)))
+    with pytest.raises(errors.MalformedResponseError, match=message):
+        parse_generation(response)
+
+
+async def test_cookies_are_kept_but_replies_without_any_skip_the_cookie_jar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    extracted: list[str] = []
+    original = httpx.Cookies.extract_cookies
+
+    def counting(self: httpx.Cookies, response: httpx.Response) -> None:
+        extracted.append(response.request.url.path)
+        original(self, response)
+
+    monkeypatch.setattr(httpx.Cookies, "extract_cookies", counting)
+    sent_cookies: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent_cookies.append(request.headers.get("cookie"))
+        if request.url.path == "/login":
+            return httpx.Response(200, headers={"set-cookie": "lb=node-2; Path=/"})
+        return httpx.Response(200)
+
+    async with HttpClient(transport=httpx.MockTransport(handler)) as http:
+        await http.get("https://api.test/first")
+        await http.get("https://api.test/login")
+        await http.get("https://api.test/after")
+        assert http.cookies.get("lb") == "node-2"
+        http.cookies = {"other": "1"}
+        await http.get("https://api.test/replaced")
+
+    assert extracted == ["/login"]
+    assert sent_cookies == [None, None, "lb=node-2", "other=1"]
