@@ -9,13 +9,13 @@ an exception out (it logs it); it can be cancelled from any task and awaited.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
-import sniffio
 
-__all__ = ["BackgroundTask", "ki_protected", "spawn"]
+__all__ = ["BackgroundTask", "ki_protected", "running_trio", "spawn"]
 
 log = logging.getLogger("getty_ai_async")
 
@@ -71,10 +71,22 @@ class BackgroundTask:
             self._done.set()
 
 
+def running_trio() -> bool:
+    """Whether the current task runs under trio (anyio no longer needs sniffio to tell)."""
+    trio = sys.modules.get("trio")
+    if trio is None:
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
 def spawn(body: Callable[[], Awaitable[None]], *, name: str) -> BackgroundTask:
     """Run `body` in a task of its own on the current event loop (asyncio or trio)."""
     task = BackgroundTask(name)
-    if sniffio.current_async_library() == "trio":
+    if running_trio():
         import trio.lowlevel
 
         trio.lowlevel.spawn_system_task(task._run, body, name=name)

@@ -55,3 +55,26 @@ def test_design_names_are_exported() -> None:
         assert name in getty_ai_async.__all__
     assert isinstance(getty_ai_async.__version__, str)
     assert getty_ai_async.__version__
+
+
+def test_the_package_needs_nothing_its_install_does_not_bring() -> None:
+    """`pip install getty-ai-async` brings neither sniffio nor trio: nothing may need them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['sniffio'] = sys.modules['trio'] = None  # as if not installed\n"
+        "import anyio\n"
+        "from getty_ai_async import AsyncGettyAI\n"
+        "async def main():\n"
+        "    async with AsyncGettyAI.sandbox(pending_seconds=0.05, poll_interval=0.01) as c:\n"
+        "        await c.generate('a fox')\n"
+        "        assert len([o async for o in c.generate_many(['a', 'b'])]) == 2\n"
+        "anyio.run(main)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "ok", done.stderr
