@@ -7,19 +7,17 @@ request in flight.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from lease_helpers import leases_back
+from lease_helpers import collect, journal_states, leases_back
 
 from getty_ai_async import AsyncGettyAI, GenerationOutcome, errors
 from getty_ai_async._journal import Journal
@@ -30,16 +28,6 @@ QUICK: dict[str, Any] = {"poll_interval": 0.01, "history_grace": 0.05}
 
 def prompts(n: int, stem: str = "prompt") -> list[str]:
     return [f"{stem} {i}" for i in range(n)]
-
-
-def journal_states(path: Path) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall()
-    return dict(rows)
-
-
-async def collect(run: AsyncIterator[GenerationOutcome]) -> list[GenerationOutcome]:
-    return [outcome async for outcome in run]
 
 
 # 1 ------------------------------------------------------------------------------------

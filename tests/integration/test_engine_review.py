@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from lease_helpers import leases_back
+from lease_helpers import collect, journal_states, leases_back
 
-from getty_ai_async import AsyncGettyAI, GenerationOutcome, errors
+from getty_ai_async import AsyncGettyAI, errors
 from getty_ai_async._journal import Journal
 from getty_ai_async.sandbox import Sandbox
 
 QUICK: dict[str, Any] = {"poll_interval": 0.01, "history_grace": 0.05}
-
-
-def journal_states(path: Path) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall()
-    return dict(rows)
-
-
-async def collect(run: AsyncIterator[GenerationOutcome]) -> list[GenerationOutcome]:
-    return [outcome async for outcome in run]
 
 
 class Delay(httpx.AsyncBaseTransport):

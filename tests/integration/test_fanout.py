@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from lease_helpers import leases_back
+from lease_helpers import collect, journal_states, leases_back
 
 from getty_ai_async import AsyncGettyAI, GenerationOutcome, GenerationRequest, errors
 from getty_ai_async.sandbox import Sandbox
@@ -33,10 +31,6 @@ def sandbox_client(**options: Any) -> AsyncGettyAI:
 def sim(client: AsyncGettyAI) -> Sandbox:
     assert client.simulator is not None
     return client.simulator
-
-
-async def collect(run: AsyncIterator[GenerationOutcome]) -> list[GenerationOutcome]:
-    return [outcome async for outcome in run]
 
 
 def prompts(n: int) -> Iterator[str]:
@@ -277,11 +271,6 @@ async def test_as_completed_yields_each_pending_generation() -> None:
 
 
 # ------------------------------------------------------------------------ journal
-
-
-def journal_states(path: Path) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return dict(db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall())
 
 
 async def test_journal_resume_after_crash_gives_n_outcomes_and_n_posts(tmp_path: Path) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from lease_helpers import journal_states
 
 from getty_ai_async import AsyncGettyAI, GenerationOutcome, RetryPolicy, errors
 from getty_ai_async._auth import Grant, TokenProvider
@@ -19,11 +18,6 @@ FAST = RetryPolicy(max_retries=3, wait_initial=0.001, wait_max=0.005, wait_jitte
 
 def prompts(n: int) -> list[str]:
     return [f"robust {i}" for i in range(n)]
-
-
-def journal_states(path: Path) -> dict[str, int]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return dict(db.execute("SELECT state, count(*) FROM outcomes GROUP BY state").fetchall())
 
 
 async def collect(
