@@ -612,7 +612,7 @@ async def test_client_rides_out_a_token_endpoint_429_during_refresh_ahead(
     tokens.clock = lambda: real_clock() + 1700  # inside the last 5 minutes
     started = anyio.current_time()
     await client.generations.get(GEN_ID)
-    assert anyio.current_time() - started < 1.0
+    assert anyio.current_time() - started < 10.0  # far from the 30 s it would have waited
     assert token.call_count == 2
     assert_api_auth(api.calls.last.request, "tok-1")
 

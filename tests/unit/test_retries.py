@@ -411,7 +411,7 @@ async def test_retry_after_beyond_max_retry_time_gives_up_at_once(
     started = anyio.current_time()
     with pytest.raises(errors.RateLimitError) as caught:
         await client.generations.get(GEN_ID)
-    assert anyio.current_time() - started < 0.5
+    assert anyio.current_time() - started < 2.0  # it did not sleep the 3 s
     assert route.call_count == 1
     assert retry_waits == []
     assert "Retry-After" in str(caught.value)
@@ -432,21 +432,20 @@ async def test_503_retry_after_beyond_max_retry_time_gives_up_at_once(
 async def test_last_backoff_is_cut_to_the_deadline(
     router: respx.MockRouter, make_client: ClientFactory, retry_waits: list[float]
 ) -> None:
-    """Exponential waits (0.04, then 0.08) stop at max_retry_time (0.06) instead of crossing it."""
+    """Exponential waits (0.2, then 0.4) stop at max_retry_time (0.3) instead of crossing it."""
     route = router.get(url(GET_PATH)).respond(503)
     policy = RetryPolicy(
-        max_retries=10, max_retry_time=0.06, wait_initial=0.04, wait_max=10.0, wait_jitter=0.0
+        max_retries=10, max_retry_time=0.3, wait_initial=0.2, wait_max=10.0, wait_jitter=0.0
     )
     client = make_client(retry_policy=policy)
-    started = anyio.current_time()
     with pytest.raises(errors.InternalServerError):
         await client.generations.get(GEN_ID)
-    elapsed = anyio.current_time() - started
-    assert sum(retry_waits) <= 0.06
-    assert retry_waits[0] == pytest.approx(0.04)
-    assert 0 < retry_waits[-1] < 0.04  # the cut one: what was left of the 0.06 s
+    assert sum(retry_waits) <= 0.3, "no wait crosses the deadline"
+    assert retry_waits[0] == pytest.approx(0.2)
+    # The second wait is what was left of the 0.3 s (on a machine so loaded that the
+    # first sleep overran the deadline, there is no second wait at all).
+    assert all(0 < wait < 0.2 for wait in retry_waits[1:])
     assert route.call_count == len(retry_waits) + 1
-    assert elapsed < 0.06 + 0.05  # the waits, plus the (fast) attempts
 
 
 async def test_cdn_fetch_retries_stop_at_the_deadline(
