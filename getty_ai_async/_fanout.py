@@ -665,7 +665,7 @@ class _Engine:
                 with anyio.CancelScope(shield=True):
                     await self._forget(item)
         except SendAborted:
-            pass
+            pass  # stopped before it left: nothing was sent, nothing to record
         except SubmissionUncertainError as error:
             self.stats.uncertain += 1
             await self._failed(item, state, error, RecordState.UNKNOWN)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import anyio
 
@@ -32,9 +32,6 @@ from ._routes import ROUTES, Route, validate_id, validate_index
 from ._submission import SubmitState
 from ._submission import submit as submit_generation
 from .errors import ValidationError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Generations", "InfluenceOptions", "SubmitOptions"]
 
