@@ -644,6 +644,8 @@ class _Engine:
                 item.leaving = False
                 self.stats.in_flight -= 1
                 self._notify()
+            if self._stopping and item.scope is not None:
+                item.scope.cancel()  # answered "nothing created" while stopping: no retry
 
         state.on_answered = settled
         try:
@@ -686,6 +688,13 @@ class _Engine:
             # A bug of ours must cost one outcome, never the run.
             log.exception("submitting input %s failed", item.key)
             await self._failed(item, state, GettyAIError(f"unexpected {error!r}"), None)
+        except BaseException:
+            # Cut off with the run: if its last POST was answered "nothing created",
+            # its "sent" mark says nothing any more; if not, a rerun looks it up.
+            if journal is not None and state.first_sent_at is not None and not state.sent:
+                with anyio.CancelScope(shield=True):
+                    await self._forget(item)
+            raise
         finally:
             self.stats.rate_limited += state.rate_limited
             settled()
