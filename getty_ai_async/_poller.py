@@ -79,7 +79,7 @@ def parse_generation(response: httpx.Response) -> Generation:
         # Whatever it refuses takes the long way below: the same verdict and message.
         return Generation.from_json(response.content, pending=pending)
     except pydantic.ValidationError:
-        pass
+        pass  # the long way below gives the same verdict with a readable message
     try:
         body = response.json()
     except ValueError:

@@ -28,7 +28,7 @@ def writable_folder(option: str, folder: Path) -> None:
         raise UsageError(f"{option} {folder}: cannot create the folder: {_reason(exc)}") from None
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".getty-ai-write-check-"):
-            pass
+            pass  # creating (and deleting) a file is the check
     except OSError as exc:
         raise UsageError(
             f"{option} {folder}: cannot write in this folder: {_reason(exc)}"
@@ -50,7 +50,7 @@ def writable_file(option: str, path: Path) -> None:
         parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             with path.open("ab"):
-                pass
+                pass  # opening for append, without writing, is the check
         else:
             path.open("xb").close()
             path.unlink()
