@@ -64,8 +64,8 @@ T = TypeVar("T")
 # The first poll of a generation comes when this share of its kind would have finished.
 _FIRST_POLL_QUANTILE = 0.2
 
-# A reply that is not what the API documents may be a passing hiccup of a proxy: after
-# this many in a row, whoever waits hears of it.
+# A 200 reply that is not what the API documents may be a passing hiccup of a proxy:
+# after this many in a row, the generation ends with that error.
 _MALFORMED_IN_A_ROW = 3
 
 PollStrategy = Literal["adaptive", "fixed"]
@@ -492,10 +492,17 @@ class Poller:
         except (APIConnectionError, InternalServerError, RateLimitError) as exc:
             entry.last_error = exc
         except MalformedResponseError as exc:
-            entry.malformed += 1
             entry.last_error = exc
-            if entry.malformed >= _MALFORMED_IN_A_ROW:
-                self._fail_waiters(entry, exc)
+            if exc.status_code == 202:
+                # The status alone says "still pending": the body has nothing we need.
+                entry.last_pending_at = anyio.current_time()
+            else:
+                entry.malformed += 1
+                if entry.malformed >= _MALFORMED_IN_A_ROW:
+                    # A 200 says the service is done with it, even if we cannot read what
+                    # it made: holding its lease would only shrink the cap until it expired.
+                    await self._end(entry, exc, finished=True)
+                    return
         except GettyAIError as exc:
             # 401, 403, another 4xx: the waiters hear it, but the service still has the
             # generation as far as we know: it keeps its lease until it ends or expires.
