@@ -38,9 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _host import Host
-
-from getty_ai_async import AsyncGettyAI
 
 CAP = 25
 PENDING = 0.5
@@ -88,6 +85,9 @@ class Timeline:
 
 
 async def ours(base_url: str, n: int, **options: Any) -> dict[str, Any]:
+    # Imported here: the hand-written loops' processes do not pay for loading it.
+    from getty_ai_async import AsyncGettyAI
+
     timeline = Timeline()
     failures = 0
     async with AsyncGettyAI(
@@ -221,6 +221,10 @@ def child(scenario: str, base_url: str, n: int) -> None:
 
 
 def measure(scenario: str, n: int, pending: Any = PENDING) -> dict[str, Any]:
+    # Imported here, not at the top: the client processes (this script with --child)
+    # load only what their scenario needs (the host brings the whole library).
+    from _host import Host
+
     config = {"pending_seconds": pending, "pending_limit": CAP, "images_per_generation": 1}
     if n > 20_000:
         config["keep_history"] = False

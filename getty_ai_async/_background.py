@@ -26,18 +26,36 @@ _running: set[Any] = set()
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Functions to mark once trio is in use: importing trio costs a tenth of a second that
+# asyncio users (most, and every CLI start) should not pay.
+_unmarked: list[Callable[..., Any]] = []
+
+
 def ki_protected(function: F) -> F:
     """Mark a coroutine function that runs in a background task as shielded from Ctrl-C.
 
     Under trio a `KeyboardInterrupt` is raised in whatever task runs unprotected code
     when it arrives; in a system task's child that crashes trio itself. Protected, it
-    goes to the main task: the caller's ``except KeyboardInterrupt`` sees it.
+    goes to the main task: the caller's ``except KeyboardInterrupt`` sees it. With trio
+    not imported yet, the mark waits for the first background task under trio (trio
+    >= 0.27 marks the function's code, so marking later reaches every reference).
     """
-    try:
-        import trio.lowlevel
-    except ImportError:
+    trio = sys.modules.get("trio")
+    if trio is None:
+        _unmarked.append(function)
         return function
-    return trio.lowlevel.enable_ki_protection(function)
+    marked: F = trio.lowlevel.enable_ki_protection(function)
+    return marked
+
+
+def _mark_unmarked() -> None:
+    import trio.lowlevel
+
+    while _unmarked:
+        function = _unmarked.pop()
+        if trio.lowlevel.enable_ki_protection(function) is not function:
+            # trio < 0.27 wraps instead of marking: the references we hold stay bare.
+            log.warning("trio >= 0.27 is needed for Ctrl-C to reach the main task")
 
 
 class BackgroundTask:
@@ -89,6 +107,7 @@ def spawn(body: Callable[[], Awaitable[None]], *, name: str) -> BackgroundTask:
     if running_trio():
         import trio.lowlevel
 
+        _mark_unmarked()
         trio.lowlevel.spawn_system_task(task._run, body, name=name)
     else:
         import asyncio

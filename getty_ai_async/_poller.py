@@ -2,15 +2,16 @@
 
 Whatever creates or resumes a generation registers its id here with the leases it holds
 (`track`); whoever wants the result subscribes (`subscribe`, `wait`). One background
-task spreads the polls (each id about once per interval, never in a burst: the cost of
-a tick does not grow with the number pending) and keeps polling ids nobody waits for any
+task spreads the polls (each id about once per interval; polls due at once leave over a
+tenth of an interval, not in a burst; the cost of a tick does not grow with the number
+pending) and keeps polling ids nobody waits for any
 more, so their leases return when the service reports them finished, not when a caller
 stops listening. The task starts with the first id and ends with the last one.
 
 With the ``"adaptive"`` strategy it also learns how long each kind of generation takes
-(`DurationEstimate`) and polls a new one first when the fastest fifth of its kind would
-have finished, then every interval: polls are most of the requests an account sends,
-and most of them would only hear "still pending".
+(`PollTiming`) and aims a new one's first poll where it will most likely be done, then
+polls every interval: polls are most of the requests an account sends, and most of them
+would only hear "still pending".
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import anyio
 import pydantic
 
 from ._background import BackgroundTask, ki_protected, spawn
-from ._durations import DurationEstimate
+from ._durations import DurationEstimate, PollTiming
 from ._lease import Lease, Limiter
 from ._models import Generation
 from ._routes import ROUTES
@@ -61,12 +62,13 @@ Deliver = Callable[[Result], None]
 _KNOWN_IDS = 10_000
 
 T = TypeVar("T")
-# The first poll of a generation comes when this share of its kind would have finished.
-_FIRST_POLL_QUANTILE = 0.2
 
 # A 200 reply that is not what the API documents may be a passing hiccup of a proxy:
 # after this many in a row, the generation ends with that error.
 _MALFORMED_IN_A_ROW = 3
+
+# Polls due at once leave over at most 1/_SPREAD of an interval.
+_SPREAD = 10
 
 PollStrategy = Literal["adaptive", "fixed"]
 
@@ -110,10 +112,10 @@ class _Entry:
         "interval",
         "kind",
         "last_error",
-        "last_pending_at",
         "leases",
         "malformed",
         "polled_due",
+        "sample",
         "sequence",
         "subscribers",
         "tracked_at",
@@ -122,7 +124,7 @@ class _Entry:
     def __init__(self, generation_request_id: str, interval: float, kind: str) -> None:
         self.generation_request_id = generation_request_id
         self.kind = kind
-        self.last_pending_at: float | None = None
+        self.sample = False
         self.leases: list[tuple[Limiter, Lease]] = []
         self.subscribers: list[_Subscriber] = []
         self.interval = interval
@@ -162,7 +164,7 @@ class Poller:
     ) -> None:
         self._transport = transport
         self.strategy = strategy
-        self._durations: dict[str, DurationEstimate] = {}
+        self._timings: dict[str, PollTiming] = {}
         self.interval = interval
         self.lease_timeout = lease_timeout
         """Give up on an id (and return its leases) this long after it was accepted."""
@@ -231,7 +233,13 @@ class Poller:
 
     def durations(self, kind: str = "generate") -> DurationEstimate:
         """What this client learned of how long generations of `kind` (a route) take."""
-        return self._durations.setdefault(kind, DurationEstimate())
+        return self._timing(kind).durations
+
+    def _timing(self, kind: str) -> PollTiming:
+        timing = self._timings.get(kind)
+        if timing is None:
+            timing = self._timings[kind] = PollTiming()
+        return timing
 
     def claim(self, generation_request_id: str) -> bool:
         """Remember an id as this client's; False if it was known already."""
@@ -254,8 +262,8 @@ class Poller:
 
         `accepted` says this client saw the service accept it just now (a 404 soon
         after is then taken as the service catching up, and its duration is learned).
-        The first poll comes after one interval, or (adaptive) when the fastest fifth
-        of its `kind` would have finished.
+        The first poll comes after one interval, or (adaptive) when earlier ones of its
+        `kind` say it will most likely be done.
         """
         self._remember(generation_request_id)
         if self._closed:
@@ -267,7 +275,8 @@ class Poller:
                 generation_request_id, self.interval, kind
             )
             entry.tracked_at = now
-            self._reschedule(entry, now + self._first_wait(kind, accepted))
+            wait, entry.sample = self._first_wait(kind, accepted)
+            self._reschedule(entry, now + wait)
         entry.leases.extend(leases)
         if entry.leases:
             entry.deadline = min(entry.deadline, now + self.lease_timeout)
@@ -379,19 +388,20 @@ class Poller:
         """When a new generation of `kind` is first polled (adaptive, once learned)."""
         if self.strategy != "adaptive":
             return None
-        return self.durations(kind).quantile(_FIRST_POLL_QUANTILE)
+        return self._timing(kind).ready_after(self.interval)
 
-    def _first_wait(self, kind: str, accepted: bool) -> float:
-        early = self.first_poll_after(kind) if accepted else None
-        return self.interval if early is None else early
+    def _first_wait(self, kind: str, accepted: bool) -> tuple[float, bool]:
+        """How long until the first poll, and whether the finish is a sample to learn."""
+        if not accepted:
+            return self.interval, False  # no acceptance time: nothing to learn from
+        if self.strategy != "adaptive":
+            return self.interval, True
+        return self._timing(kind).first_poll(self.interval)
 
-    def _learn(self, entry: _Entry, now: float) -> None:
-        """Record how long the generation took: between the last poll that saw it
-        pending (or its acceptance) and this one, the middle."""
-        if entry.accepted_at is None:
-            return
-        since = entry.last_pending_at if entry.last_pending_at is not None else entry.accepted_at
-        self.durations(entry.kind).add((since + now) / 2 - entry.accepted_at)
+    def _learn(self, entry: _Entry, sent_at: float) -> None:
+        """The poll sent at `sent_at` saw the generation finished."""
+        if entry.accepted_at is not None and entry.sample:
+            self._timing(entry.kind).finished(sent_at - entry.accepted_at, entry.interval)
 
     def _remember(self, generation_request_id: str) -> None:
         self._known[generation_request_id] = None
@@ -427,7 +437,10 @@ class Poller:
                 if entry is None:
                     await self._wait_for_change(refresh_at - now)
                     continue
-                spacing = entry.interval / len(self._entries)
+                # Polls due together (generations accepted together finish together)
+                # leave spread over a tenth of an interval: no burst, and none is late
+                # by more than that.
+                spacing = entry.interval / (_SPREAD * len(self._entries))
                 at = max(entry.due, self._last_dispatch + spacing)
                 if at > now:
                     await self._wait_for_change(min(at, refresh_at) - now)
@@ -476,6 +489,7 @@ class Poller:
     async def _poll(self, entry: _Entry) -> None:
         generation_request_id = entry.generation_request_id
         self.polls += 1
+        sent_at = anyio.current_time()
         transport = self._transport
         path = ROUTES["get_generation"].path(generation_request_id=generation_request_id)
         try:
@@ -493,10 +507,8 @@ class Poller:
             entry.last_error = exc
         except MalformedResponseError as exc:
             entry.last_error = exc
-            if exc.status_code == 202:
-                # The status alone says "still pending": the body has nothing we need.
-                entry.last_pending_at = anyio.current_time()
-            else:
+            # A 202 alone says "still pending": its body has nothing we need.
+            if exc.status_code != 202:
                 entry.malformed += 1
                 if entry.malformed >= _MALFORMED_IN_A_ROW:
                     # A 200 says the service is done with it, even if we cannot read what
@@ -513,12 +525,10 @@ class Poller:
             entry.last_error = GettyAIError(f"polling failed: {exc!r}")
         else:
             entry.malformed = 0
-            now = anyio.current_time()
             if not generation.is_pending:
-                self._learn(entry, now)
+                self._learn(entry, sent_at)
                 await self._end(entry, generation, finished=True)
                 return
-            entry.last_pending_at = now
         await self._after_pending_poll(entry)
 
     def _maybe_catching_up(self, entry: _Entry) -> bool:

@@ -388,10 +388,16 @@ async def test_a_journal_write_failing_after_acceptance_still_yields_the_id(
 # 10 -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_ctrl_c_during_a_run_is_a_plain_keyboard_interrupt(backend: str) -> None:
+@pytest.mark.parametrize(
+    ("backend", "first"),
+    [("asyncio", "anyio"), ("trio", "anyio"), ("trio", "trio")],
+    ids=["asyncio", "trio", "trio-imported-first"],
+)
+def test_ctrl_c_during_a_run_is_a_plain_keyboard_interrupt(backend: str, first: str) -> None:
+    # trio imported before or after the library: its background code is marked either way.
     script = textwrap.dedent(
         f"""
+        import {first}
         import os, signal, threading, time, anyio
         from getty_ai_async import AsyncGettyAI
 

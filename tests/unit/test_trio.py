@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import anyio
 import httpx
 import pytest
@@ -122,3 +126,38 @@ def test_lost_download_reply_and_retry_deadline_under_trio(router: respx.MockRou
     assert download_url == "u"
     assert put.call_count == 1
     assert "max_retry_time" in message
+
+
+def test_background_tasks_are_shielded_from_ctrl_c_even_when_trio_comes_later() -> None:
+    # A fresh interpreter: the library first (trio not imported by it), trio afterwards.
+    script = textwrap.dedent(
+        """
+        import sys
+        import anyio
+        import getty_ai_async._background as background
+        assert "trio" not in sys.modules, "importing the library imported trio"
+
+        seen = []
+
+        @background.ki_protected  # as the library's own task bodies are, at import
+        async def child():
+            seen.append(trio.lowlevel.currently_ki_protected())
+
+        import trio
+
+        async def body():  # a system task: trio protects it, but not its children
+            async with anyio.create_task_group() as group:
+                group.start_soon(child)
+
+        async def main():
+            task = background.spawn(body, name="probe")
+            await task.wait()
+
+        trio.run(main)
+        print(seen)
+        """
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "[True]", done.stdout + done.stderr
