@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
@@ -208,7 +209,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                str(request.url),
+                # httpx's URL is percent-encoded and normalised already: yarl need not
+                # parse and requote it.
+                yarl.URL(str(request.url), encoded=True),
                 # multi_items() without its per-header lookups of the encoding.
                 headers=[(k.decode(encoding), v.decode(encoding)) for k, v in headers.raw],
                 data=data,

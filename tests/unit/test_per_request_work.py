@@ -2,8 +2,9 @@
 
 - stamina comes in only once a first attempt failed: its hooks, its on/off switch and
   its attempt count see the same attempts;
-- parsed URLs are reused; a reply parsed in one pass gives the same `Generation` and,
-  when it is not one, the same error;
+- API URLs are the ones httpx would parse, without parsing them again;
+- a reply parsed in one pass gives the same `Generation` and, when it is not one, the
+  same error;
 - cookies are still kept, but replies without ``Set-Cookie`` skip http.cookiejar.
 """
 
@@ -21,6 +22,7 @@ from stamina.instrumentation import RetryDetails
 from getty_ai_async import Generation, errors
 from getty_ai_async._backends import HttpClient
 from getty_ai_async._poller import parse_generation
+from getty_ai_async._transport import _with_path
 
 from ._helpers import FAST, GEN_ID, ClientFactory, finished, url
 
@@ -71,11 +73,46 @@ async def test_retries_still_stop_at_max_retries(
     assert route.call_count == FAST.max_retries + 1
 
 
-async def test_endpoints_are_parsed_once(make_client: ClientFactory) -> None:
+@pytest.mark.parametrize(
+    "base", ["https://api.example.com", "http://127.0.0.1:8080/prefix/", "http://[::1]:9000"]
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v3/ai/image-generations/gen-7",
+        "/v3/ai/image-generations/%C3%BC~a.b_c-d",
+        "/a/.b/c",
+        "/a/./b",
+        "/a/../b",
+        "/a/..",
+        "/a?b=1",
+        "/a b",
+        "/%zz",
+        "/",
+    ],
+)
+def test_an_endpoint_is_the_url_httpx_parses(base: str, path: str) -> None:
+    got = _with_path(httpx.URL(base), path)
+    want = httpx.URL(base.rstrip("/") + path)
+    assert (got, got.raw_path, got.netloc, got.scheme) == (
+        want,
+        want.raw_path,
+        want.netloc,
+        want.scheme,
+    )
+
+
+async def test_an_api_path_is_not_parsed_again(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     transport = make_client()._transport
-    first = transport.endpoint("/v3/ai/image-generations/gen-7")
-    assert first is transport.endpoint("/v3/ai/image-generations/gen-7")
-    assert str(first) == transport.url("/v3/ai/image-generations/gen-7")
+    expected = transport.url(GET_PATH)
+
+    def parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(httpx._urls, "urlparse", parse)
+    assert str(transport.endpoint(GET_PATH)) == expected
 
 
 @pytest.mark.parametrize("status", [200, 202])
