@@ -19,6 +19,7 @@ import anyio
 import httpx
 import stamina
 
+from ._backends import HttpClient
 from ._logging import install_retry_hook, shown_url
 from ._routes import Route
 from ._sending import OnSent, SendWatch, reports_sending
@@ -305,6 +306,8 @@ class Transport:
         self.policy = policy
         self.budget = budget
         self.reports_sending = reports_sending(http, base_url)
+        # The client we build sends in fewer steps (it follows no redirects either).
+        self._send_read = http.send_read if isinstance(http, HttpClient) else None
         install_retry_hook()
 
     def url(self, path: str) -> str:
@@ -458,9 +461,12 @@ class Transport:
             auth = _BeforeSend(auth, hooks)
         started = time.perf_counter()
         try:
-            # Never follow redirects (even if the caller's client would): httpx keeps custom
-            # headers such as Api-Key when it follows one to another host.
-            response = await self.http.send(request, auth=auth, follow_redirects=False)
+            if self._send_read is not None:
+                response = await self._send_read(request, auth)
+            else:
+                # Never follow redirects (even if the caller's client would): httpx keeps
+                # custom headers such as Api-Key when it follows one to another host.
+                response = await self.http.send(request, auth=auth, follow_redirects=False)
         except APIConnectionError as exc:
             if exc.request is request:
                 raise  # TokenUnavailableError (from GettyAuth): this one never left

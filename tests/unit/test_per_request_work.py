@@ -5,12 +5,17 @@
 - API URLs are the ones httpx would parse, without parsing them again;
 - a reply parsed in one pass gives the same `Generation` and, when it is not one, the
   same error;
-- cookies are still kept, but replies without ``Set-Cookie`` skip http.cookiejar.
+- cookies are still kept, but replies without ``Set-Cookie`` skip http.cookiejar;
+- the client we build sends through `HttpClient.send_read`, which gives what httpx's
+  ``send`` gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+import gzip
+import logging
+from collections.abc import AsyncGenerator, Iterator
 
 import httpx
 import pytest
@@ -172,3 +177,96 @@ async def test_cookies_are_kept_but_replies_without_any_skip_the_cookie_jar(
 
     assert extracted == ["/login"]
     assert sent_cookies == [None, None, "lb=node-2", "other=1"]
+
+
+class _ReplayOn401(httpx.Auth):
+    """A 401 gets one replay with another token, as `GettyAuth` does."""
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = "Bearer old"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = "Bearer new"
+            yield request
+
+
+def _replying(request: httpx.Request) -> httpx.Response:
+    if request.headers["authorization"] == "Bearer old":
+        return httpx.Response(401, headers={"set-cookie": "lb=2; Path=/"}, content=b"stale")
+    # A streamed, compressed body: read and decoded on the way, as httpx would.
+    body = httpx.ByteStream(gzip.compress(b'{"ok": true}'))
+    return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=body)
+
+
+async def test_send_read_gives_what_httpx_s_send_gives(caplog: pytest.LogCaptureFixture) -> None:
+    seen = []
+    for way in ("send", "send_read"):
+        http = HttpClient(transport=httpx.MockTransport(_replying), default_encoding="latin-1")
+        request = http.build_request("GET", "https://api.test/x")
+        with caplog.at_level(logging.INFO, logger="httpx"):
+            if way == "send":
+                response = await http.send(request, auth=_ReplayOn401(), follow_redirects=False)
+            else:
+                response = await http.send_read(request, _ReplayOn401())
+        seen.append(
+            (
+                response.status_code,
+                response.json(),
+                response.encoding,
+                response.request.headers["authorization"],
+                [(old.status_code, old.content, old.is_closed) for old in response.history],
+                response.is_closed,
+                response.elapsed > dt.timedelta(0),
+                dict(http.cookies),
+                [record.getMessage() for record in caplog.records],
+            )
+        )
+        caplog.clear()
+        await http.aclose()
+    assert seen[0] == seen[1]
+    assert seen[1][4] == [(401, b"stale", True)]
+
+
+async def test_send_read_errors_name_their_request() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")  # a transport that names no request
+
+    http = HttpClient(transport=httpx.MockTransport(refuse))
+    request = http.build_request("GET", "https://api.test/x")
+    with pytest.raises(httpx.ConnectError) as caught:
+        await http.send_read(request, httpx.Auth())
+    assert caught.value.request is request
+    await http.aclose()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        await http.send_read(request, httpx.Auth())
+
+
+async def test_send_read_runs_event_hooks_through_httpx_s_send() -> None:
+    hooked: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+
+    async with HttpClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=b"ok")),
+        event_hooks={"request": [hook]},
+    ) as http:
+        response = await http.send_read(
+            http.build_request("GET", "https://api.test/x"), httpx.Auth()
+        )
+    assert (response.content, hooked) == (b"ok", ["/x"])
+
+
+async def test_our_client_sends_without_httpx_s_send(
+    router: respx.MockRouter, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+
+    async def send(*args: object, **kwargs: object) -> httpx.Response:
+        raise AssertionError("httpx's send")
+
+    monkeypatch.setattr(client._http, "send", send)
+    assert (await client.generations.get(GEN_ID)).generation_request_id == GEN_ID
