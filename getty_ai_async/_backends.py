@@ -25,7 +25,7 @@ import logging
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, get_args
 
 import httpx
@@ -94,8 +94,12 @@ class AutoTransport(httpx.AsyncBaseTransport):
         self._chosen = chosen
         return chosen
 
+    def chosen(self) -> httpx.AsyncBaseTransport:
+        """The transport requests go to (chosen now if no request was sent yet)."""
+        return self._chosen or self._choose()
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await (self._chosen or self._choose()).handle_async_request(request)
+        return await self.chosen().handle_async_request(request)
 
     async def aclose(self) -> None:
         if self._chosen is not None:
@@ -166,7 +170,9 @@ class HttpClient(httpx.AsyncClient):
         done here, in httpx's order: the auth flow's requests go to the transport for
         their URL (mounts and respx's patches apply); each reply gets its request,
         cookies, default encoding, httpx's log line, ``history`` and ``elapsed``; the flow
-        sees it before its body is read. A 3xx (an error to the caller) gets no
+        sees it before its body is read, except from a transport that reads it whole in
+        one step (``handle_read``: ours over aiohttp), which httpx's stacked stream
+        iterators would cost more. A 3xx (an error to the caller) gets no
         ``next_request``.
         """
         if self._event_hooks["request"] or self._event_hooks["response"]:
@@ -182,8 +188,14 @@ class HttpClient(httpx.AsyncClient):
             while True:
                 started = time.perf_counter()
                 transport = self._transport_for_url(request.url)
+                if isinstance(transport, AutoTransport):
+                    transport = transport.chosen()
+                # Ours over aiohttp reads a whole body in one step (`handle_read`).
+                read: Callable[[httpx.Request], Awaitable[httpx.Response]] = getattr(
+                    transport, "handle_read", transport.handle_async_request
+                )
                 try:
-                    response = await transport.handle_async_request(request)
+                    response = await read(request)
                 except httpx.RequestError as exc:
                     exc.request = request  # what httpx's request_context does
                     raise
@@ -204,7 +216,7 @@ class HttpClient(httpx.AsyncClient):
                 try:
                     with contextlib.suppress(StopAsyncIteration):
                         following = await flow.asend(response)
-                    await response.aread()
+                    await response.aread()  # nothing left to do if `handle_read` read it
                 except BaseException:
                     await response.aclose()
                     raise
