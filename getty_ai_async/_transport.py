@@ -303,6 +303,8 @@ class Transport:
         self.auth = auth
         self.base_url = base_url
         self._base = str(base_url).rstrip("/")
+        # The same URLs come back (each POST route's, a generation's polls): made once.
+        self._endpoints = functools.lru_cache(maxsize=1024)(functools.partial(_with_path, base_url))
         self.policy = policy
         self.budget = budget
         self.reports_sending = reports_sending(http, base_url)
@@ -316,7 +318,7 @@ class Transport:
 
     def endpoint(self, path: str) -> httpx.URL:
         """`url` as an `httpx.URL`, without parsing it again (see `_with_path`)."""
-        return _with_path(self.base_url, path)
+        return self._endpoints(path)
 
     async def request(
         self,

@@ -117,7 +117,9 @@ async def test_an_api_path_is_not_parsed_again(
         raise AssertionError("parsed again")
 
     monkeypatch.setattr(httpx._urls, "urlparse", parse)
-    assert str(transport.endpoint(GET_PATH)) == expected
+    endpoint = transport.endpoint(GET_PATH)
+    assert str(endpoint) == expected
+    assert transport.endpoint(GET_PATH) is endpoint  # made once
 
 
 @pytest.mark.parametrize("status", [200, 202])
