@@ -260,11 +260,6 @@ class _BeforeSend(httpx.Auth):
             await flow.aclose()
 
 
-@functools.lru_cache(maxsize=4096)
-def _parsed_url(url: str) -> httpx.URL:
-    return httpx.URL(url)
-
-
 # A path httpx would leave as it is: non-empty segments of unreserved characters and
 # percent-escapes (what `Route.path` makes), none of them a dot segment.
 _PLAIN_PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+)+")
@@ -281,7 +276,7 @@ def _with_path(base: httpx.URL, path: str) -> httpx.URL:
     reused with the path swapped in.
     """
     if not (_PARTS_KNOWN and not base.query and not base.fragment and _PLAIN_PATH.fullmatch(path)):
-        return _parsed_url(str(base).rstrip("/") + path)
+        return httpx.URL(str(base).rstrip("/") + path)
     url = httpx.URL.__new__(httpx.URL)
     parts = base._uri_reference
     url._uri_reference = parts._replace(path=parts.path.rstrip("/") + path)
