@@ -41,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 from aiohttp.client_reqrep import ClientRequest
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
@@ -146,6 +147,18 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._response.release()
 
 
+def _reply(response: aiohttp.ClientResponse, stream: httpx.AsyncByteStream) -> httpx.Response:
+    return httpx.Response(
+        response.status,
+        headers=response.raw_headers,
+        stream=stream,
+        extensions={
+            "http_version": b"HTTP/1.1",
+            "reason_phrase": (response.reason or "").encode("ascii", "replace"),
+        },
+    )
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx's transport API over one aiohttp session (asyncio only).
 
@@ -190,7 +203,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session = session
         return session
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def _send(self, request: httpx.Request) -> aiohttp.ClientResponse:
         session = self._session or self._open()
         timeout = request.extensions.get("timeout") or {}
         data: Any
@@ -208,7 +221,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             response = await session.request(
                 request.method,
-                str(request.url),
+                # httpx's URL is percent-encoded and normalised already: yarl need not
+                # parse and requote it.
+                yarl.URL(str(request.url), encoded=True),
                 # multi_items() without its per-header lookups of the encoding.
                 headers=[(k.decode(encoding), v.decode(encoding)) for k, v in headers.raw],
                 data=data,
@@ -225,15 +240,30 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         finally:
             if token is not None:
                 _on_sent.reset(token)
-        return httpx.Response(
-            response.status,
-            headers=response.raw_headers,
-            stream=_ResponseStream(response, request),
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
-            },
-        )
+        return response
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._send(request)
+        return _reply(response, _ResponseStream(response, request))
+
+    async def handle_read(self, request: httpx.Request) -> httpx.Response:
+        """`handle_async_request` with the body read, for a caller that reads it all.
+
+        One aiohttp read, where httpx's ``aread`` goes through three async iterators
+        stacked over the stream. The reply is left read and closed, its body decoded
+        (``Content-Encoding``), as ``aread`` leaves it.
+        """
+        response = await self._send(request)
+        try:
+            body = await response.read()  # the connection goes back to the pool
+        except Exception as exc:
+            error = _error_for(exc)
+            if error is None:
+                raise
+            raise error(str(exc) or type(exc).__name__, request=request) from exc
+        reply = _reply(response, httpx.ByteStream(body))
+        reply.read()
+        return reply
 
     async def aclose(self) -> None:
         self._closed = True

@@ -180,6 +180,8 @@ class Poller:
         self._waits: set[anyio.CancelScope] = set()
         self._posts_out: collections.Counter[str] = collections.Counter()
         self._posts_changed = anyio.Event()
+        self._settling = 0
+        """Tasks waiting in `posts_settled`."""
         self._closed = False
         self._known: dict[str, None] = {}
         self.polls = 0
@@ -210,14 +212,20 @@ class Poller:
         self._posts_out[fingerprint] -= 1
         if self._posts_out[fingerprint] <= 0:
             del self._posts_out[fingerprint]
-        self._posts_changed.set()
-        self._posts_changed = anyio.Event()
+        # Woken only when someone waits: a new Event per answer costs every submit.
+        if self._settling:
+            self._posts_changed.set()
+            self._posts_changed = anyio.Event()
 
     async def posts_settled(self, fingerprint: str, timeout: float) -> None:
         """Return once no POST of this body is out (or after `timeout`)."""
         with anyio.move_on_after(timeout):
             while self._posts_out[fingerprint] > 0:  # a Counter: reading adds no key
-                await self._posts_changed.wait()
+                self._settling += 1
+                try:
+                    await self._posts_changed.wait()
+                finally:
+                    self._settling -= 1
 
     @property
     def pending(self) -> int:

@@ -13,7 +13,9 @@ from .errors import ValidationError
 __all__ = ["ROUTES", "Route", "validate_id", "validate_index"]
 
 _PLACEHOLDER = re.compile(r"{(\w+)}")
-_FORBIDDEN_IN_ID = ("/", "\\", "..", "?", "#", "%")
+# "/", "\\", "..", "?", "#", "%" or whitespace (``\s`` is what `str.isspace` says):
+# one regex scan, where a test per character costs a poll's id some 10 µs.
+_FORBIDDEN_IN_ID = re.compile(r"[/\\?#%\s]|\.\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,12 @@ def validate_id(field: str, value: object) -> str:
     """
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "must be a non-empty string")
-    if any(bad in value for bad in _FORBIDDEN_IN_ID) or any(ch.isspace() for ch in value):
+    if _FORBIDDEN_IN_ID.search(value):
         raise ValidationError(
             field, f"{value!r} is not a valid id (no '/', '..', '?', '#', spaces)"
         )
-    if not unicodedata.normalize("NFKC", value).strip("."):
+    # NFKC leaves ASCII as it is.
+    if not (value if value.isascii() else unicodedata.normalize("NFKC", value)).strip("."):
         raise ValidationError(field, f"{value!r} is not a valid id (a dot segment)")
     return value
 

@@ -9,6 +9,7 @@ import functools
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import anyio
 import httpx
 import stamina
 
+from ._backends import HttpClient
 from ._logging import install_retry_hook, shown_url
 from ._routes import Route
 from ._sending import OnSent, SendWatch, reports_sending
@@ -258,9 +260,27 @@ class _BeforeSend(httpx.Auth):
             await flow.aclose()
 
 
-@functools.lru_cache(maxsize=4096)
-def _parsed_url(url: str) -> httpx.URL:
-    return httpx.URL(url)
+# A path httpx would leave as it is: non-empty segments of unreserved characters and
+# percent-escapes (what `Route.path` makes), none of them a dot segment.
+_PLAIN_PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))(?:[A-Za-z0-9._~-]|%[0-9A-Fa-f]{2})+)+")
+# httpx keeps a parsed URL as a named tuple of its normalised parts (0.27 and 0.28).
+_PARTS_KNOWN = isinstance(getattr(httpx.URL("http://h/"), "_uri_reference", None), tuple)
+
+
+def _with_path(base: httpx.URL, path: str) -> httpx.URL:
+    """`base` with `path` appended: ``httpx.URL(str(base) + path)``, cheaper.
+
+    httpx checks and normalises every character of a URL string it parses (some 50 µs
+    for a poll's URL), and every poll has a new id in it. A plain `path` appended to
+    an already parsed base would come out of that unchanged, so the base's parts are
+    reused with the path swapped in.
+    """
+    if not (_PARTS_KNOWN and not base.query and not base.fragment and _PLAIN_PATH.fullmatch(path)):
+        return httpx.URL(str(base).rstrip("/") + path)
+    url = httpx.URL.__new__(httpx.URL)
+    parts = base._uri_reference
+    url._uri_reference = parts._replace(path=parts.path.rstrip("/") + path)
+    return url
 
 
 class Transport:
@@ -278,9 +298,13 @@ class Transport:
         self.auth = auth
         self.base_url = base_url
         self._base = str(base_url).rstrip("/")
+        # The same URLs come back (each POST route's, a generation's polls): made once.
+        self._endpoints = functools.lru_cache(maxsize=1024)(functools.partial(_with_path, base_url))
         self.policy = policy
         self.budget = budget
         self.reports_sending = reports_sending(http, base_url)
+        # The client we build sends in fewer steps (it follows no redirects either).
+        self._send_read = http.send_read if isinstance(http, HttpClient) else None
         install_retry_hook()
 
     def url(self, path: str) -> str:
@@ -288,9 +312,8 @@ class Transport:
         return self._base + path
 
     def endpoint(self, path: str) -> httpx.URL:
-        """`url` parsed, from a cache: httpx parses and checks a URL string on every
-        request, and the same URLs come back (each POST route's, each id's polls)."""
-        return _parsed_url(self._base + path)
+        """`url` as an `httpx.URL`, without parsing it again (see `_with_path`)."""
+        return self._endpoints(path)
 
     async def request(
         self,
@@ -435,9 +458,12 @@ class Transport:
             auth = _BeforeSend(auth, hooks)
         started = time.perf_counter()
         try:
-            # Never follow redirects (even if the caller's client would): httpx keeps custom
-            # headers such as Api-Key when it follows one to another host.
-            response = await self.http.send(request, auth=auth, follow_redirects=False)
+            if self._send_read is not None:
+                response = await self._send_read(request, auth)
+            else:
+                # Never follow redirects (even if the caller's client would): httpx keeps
+                # custom headers such as Api-Key when it follows one to another host.
+                response = await self.http.send(request, auth=auth, follow_redirects=False)
         except APIConnectionError as exc:
             if exc.request is request:
                 raise  # TokenUnavailableError (from GettyAuth): this one never left

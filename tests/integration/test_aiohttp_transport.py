@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -334,6 +335,51 @@ async def test_a_body_cut_short_is_a_protocol_error() -> None:
         with pytest.raises(httpx.RemoteProtocolError):
             async with client._http.stream("GET", server.base_url + "/image.png") as response:
                 await response.aread()
+
+
+@pytest.mark.parametrize("backend", ["auto", "aiohttp"])
+async def test_a_reply_the_client_reads_whole_is_read_in_one_step(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Transport.send` reads replies through `handle_read`: decoded, read, closed."""
+    packed = gzip.compress(BODY)
+
+    async def gzipped(conn: Conn) -> None:
+        while await conn.next_request() is not None:
+            conn.writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(packed), packed)
+            )
+            await conn.writer.drain()
+
+    async def streamed(self: AiohttpTransport, request: httpx.Request) -> httpx.Response:
+        raise AssertionError("read through the stream")
+
+    monkeypatch.setattr(AiohttpTransport, "handle_async_request", streamed)
+    async with (
+        scripted(gzipped) as server,
+        AsyncGettyAI(
+            api_key="key-1", base_url=server.base_url, http_backend=backend, retry_policy=NO_RETRY
+        ) as client,
+    ):
+        response = await send_post(client, SentLog())
+        again = await send_post(client, None)
+
+    assert (response.content, response.is_closed, again.content) == (BODY, True, BODY)
+    assert response.headers["content-length"] == str(len(packed))
+    assert server.connections == 1  # the connection went back to the pool
+
+
+async def test_a_reply_read_whole_and_cut_short_may_have_been_sent() -> None:
+    async def cut(conn: Conn) -> None:
+        await conn.next_request()
+        conn.writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
+        await conn.writer.drain()
+
+    async with scripted(cut) as server, aiohttp_client(server.base_url) as client:
+        with pytest.raises(errors.APIConnectionError, match="RemoteProtocolError") as caught:
+            await send_post(client, SentLog())
+    assert caught.value.may_have_been_sent
 
 
 async def test_a_streamed_request_body_is_sent_chunked() -> None:

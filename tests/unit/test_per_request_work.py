@@ -2,14 +2,20 @@
 
 - stamina comes in only once a first attempt failed: its hooks, its on/off switch and
   its attempt count see the same attempts;
-- parsed URLs are reused; a reply parsed in one pass gives the same `Generation` and,
-  when it is not one, the same error;
-- cookies are still kept, but replies without ``Set-Cookie`` skip http.cookiejar.
+- API URLs are the ones httpx would parse, without parsing them again;
+- a reply parsed in one pass gives the same `Generation` and, when it is not one, the
+  same error;
+- cookies are still kept, but replies without ``Set-Cookie`` skip http.cookiejar;
+- the client we build sends through `HttpClient.send_read`, which gives what httpx's
+  ``send`` gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+import gzip
+import logging
+from collections.abc import AsyncGenerator, Iterator
 
 import httpx
 import pytest
@@ -21,6 +27,7 @@ from stamina.instrumentation import RetryDetails
 from getty_ai_async import Generation, errors
 from getty_ai_async._backends import HttpClient
 from getty_ai_async._poller import parse_generation
+from getty_ai_async._transport import _with_path
 
 from ._helpers import FAST, GEN_ID, ClientFactory, finished, url
 
@@ -71,11 +78,48 @@ async def test_retries_still_stop_at_max_retries(
     assert route.call_count == FAST.max_retries + 1
 
 
-async def test_endpoints_are_parsed_once(make_client: ClientFactory) -> None:
+@pytest.mark.parametrize(
+    "base", ["https://api.example.com", "http://127.0.0.1:8080/prefix/", "http://[::1]:9000"]
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v3/ai/image-generations/gen-7",
+        "/v3/ai/image-generations/%C3%BC~a.b_c-d",
+        "/a/.b/c",
+        "/a/./b",
+        "/a/../b",
+        "/a/..",
+        "/a?b=1",
+        "/a b",
+        "/%zz",
+        "/",
+    ],
+)
+def test_an_endpoint_is_the_url_httpx_parses(base: str, path: str) -> None:
+    got = _with_path(httpx.URL(base), path)
+    want = httpx.URL(base.rstrip("/") + path)
+    assert (got, got.raw_path, got.netloc, got.scheme) == (
+        want,
+        want.raw_path,
+        want.netloc,
+        want.scheme,
+    )
+
+
+async def test_an_api_path_is_not_parsed_again(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     transport = make_client()._transport
-    first = transport.endpoint("/v3/ai/image-generations/gen-7")
-    assert first is transport.endpoint("/v3/ai/image-generations/gen-7")
-    assert str(first) == transport.url("/v3/ai/image-generations/gen-7")
+    expected = transport.url(GET_PATH)
+
+    def parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(httpx._urls, "urlparse", parse)
+    endpoint = transport.endpoint(GET_PATH)
+    assert str(endpoint) == expected
+    assert transport.endpoint(GET_PATH) is endpoint  # made once
 
 
 @pytest.mark.parametrize("status", [200, 202])
@@ -135,3 +179,96 @@ async def test_cookies_are_kept_but_replies_without_any_skip_the_cookie_jar(
 
     assert extracted == ["/login"]
     assert sent_cookies == [None, None, "lb=node-2", "other=1"]
+
+
+class _ReplayOn401(httpx.Auth):
+    """A 401 gets one replay with another token, as `GettyAuth` does."""
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers["Authorization"] = "Bearer old"
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = "Bearer new"
+            yield request
+
+
+def _replying(request: httpx.Request) -> httpx.Response:
+    if request.headers["authorization"] == "Bearer old":
+        return httpx.Response(401, headers={"set-cookie": "lb=2; Path=/"}, content=b"stale")
+    # A streamed, compressed body: read and decoded on the way, as httpx would.
+    body = httpx.ByteStream(gzip.compress(b'{"ok": true}'))
+    return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=body)
+
+
+async def test_send_read_gives_what_httpx_s_send_gives(caplog: pytest.LogCaptureFixture) -> None:
+    seen = []
+    for way in ("send", "send_read"):
+        http = HttpClient(transport=httpx.MockTransport(_replying), default_encoding="latin-1")
+        request = http.build_request("GET", "https://api.test/x")
+        with caplog.at_level(logging.INFO, logger="httpx"):
+            if way == "send":
+                response = await http.send(request, auth=_ReplayOn401(), follow_redirects=False)
+            else:
+                response = await http.send_read(request, _ReplayOn401())
+        seen.append(
+            (
+                response.status_code,
+                response.json(),
+                response.encoding,
+                response.request.headers["authorization"],
+                [(old.status_code, old.content, old.is_closed) for old in response.history],
+                response.is_closed,
+                response.elapsed > dt.timedelta(0),
+                dict(http.cookies),
+                [record.getMessage() for record in caplog.records],
+            )
+        )
+        caplog.clear()
+        await http.aclose()
+    assert seen[0] == seen[1]
+    assert seen[1][4] == [(401, b"stale", True)]
+
+
+async def test_send_read_errors_name_their_request() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")  # a transport that names no request
+
+    http = HttpClient(transport=httpx.MockTransport(refuse))
+    request = http.build_request("GET", "https://api.test/x")
+    with pytest.raises(httpx.ConnectError) as caught:
+        await http.send_read(request, httpx.Auth())
+    assert caught.value.request is request
+    await http.aclose()
+    with pytest.raises(RuntimeError, match="client has been closed"):
+        await http.send_read(request, httpx.Auth())
+
+
+async def test_send_read_runs_event_hooks_through_httpx_s_send() -> None:
+    hooked: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+
+    async with HttpClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, content=b"ok")),
+        event_hooks={"request": [hook]},
+    ) as http:
+        response = await http.send_read(
+            http.build_request("GET", "https://api.test/x"), httpx.Auth()
+        )
+    assert (response.content, hooked) == (b"ok", ["/x"])
+
+
+async def test_our_client_sends_without_httpx_s_send(
+    router: respx.MockRouter, make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router.get(url(GET_PATH)).respond(200, json=finished())
+    client = make_client()
+
+    async def send(*args: object, **kwargs: object) -> httpx.Response:
+        raise AssertionError("httpx's send")
+
+    monkeypatch.setattr(client._http, "send", send)
+    assert (await client.generations.get(GEN_ID)).generation_request_id == GEN_ID

@@ -93,3 +93,26 @@ async def test_closing_the_client_stops_polling_and_ends_waits(
     assert poll.call_count == polls
     assert len(failures) == 1
     assert "closed" in str(failures[0])
+
+
+async def test_posts_settled_wakes_when_the_last_post_of_its_body_is_answered(
+    make_client: ClientFactory,
+) -> None:
+    poller = make_client()._poller
+    poller.post_leaving("body-a")
+    poller.post_leaving("body-a")
+    poller.post_answered("body-a")  # nobody waits yet
+    woke = anyio.Event()
+
+    async def settle() -> None:
+        await poller.posts_settled("body-a", timeout=5)
+        woke.set()
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as group:
+            group.start_soon(settle)
+            await anyio.wait_all_tasks_blocked()
+            assert not woke.is_set()
+            poller.post_answered("body-a")
+            await woke.wait()
+    await poller.posts_settled("body-a", timeout=5)  # none out: at once
