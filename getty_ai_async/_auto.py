@@ -1,0 +1,101 @@
+"""The rules of ``max_pending="auto"``: learning an account's pending cap from its 429s.
+
+One small state machine, used by the in-process `PendingLimiter`; the Redis backend runs
+the same rules in Lua (`_redis/_scripts.py`) on state shared by every worker of the
+account, and the unit tests drive both through the same scenarios.
+
+- **Slow start**: the limit starts at 4 and grows by one per generation that finishes
+  while at least half the limit is in use, so it doubles every generation-time.
+- **A 429 of the pending cap** (one without Retry-After) while ``p`` generations of the
+  account are pending sets the ceiling, and the limit, to ``p`` at once (never above the
+  limit that was refused). A 429 of the request rate never lowers it.
+- **Refusals in a row**: refusals of leases taken after the last change, with no submit
+  accepted since, mean the cap is below ``p`` (it was lowered under us, or ``p``
+  counted generations that had ended at the service but were not polled yet): the
+  k-th in a row sets the limit ``2**(k-1) - 1`` below ``p``, but never below half of
+  it, so a cap cut from 32 to 8 is found with about five refusals. A refusal of a
+  lease taken *before* the last change is the same event seen again, and teaches
+  nothing.
+- **Probing**: after a run of completions without a refusal (`wait` generation-times:
+  2, doubling each time a probe finds the same ceiling give or take an eighth, up to
+  4) the limit goes one above the ceiling. Once it has held for a quarter of a
+  generation-time (a probe that only fits because some generations ended unseen is
+  refused by then), the limit grows again, and then each time the service accepts a
+  submit that fills it, by steps that double (1, 2, 4...), until the next refusal.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AUTO_MAX", "AUTO_START", "PROBE_MAX", "PROBE_MIN", "AutoLimit"]
+
+AUTO_START = 4
+AUTO_MAX = 512
+PROBE_MIN = 2
+"""Generation-times (the limit's worth of completions) without a refusal before a probe."""
+PROBE_MAX = 4
+
+
+class AutoLimit:
+    """The adaptive limit of one account (strictly private: see the module docstring)."""
+
+    __slots__ = ("ceiling", "clean", "epoch", "limit", "maximum", "step", "streak", "wait")
+
+    def __init__(self, *, start: int = AUTO_START, maximum: int = AUTO_MAX) -> None:
+        self.maximum = max(maximum, start)
+        self.limit = start
+        self.ceiling: int | None = None
+        """The limit the last refusal set (None: still in slow start)."""
+        self.epoch = 0
+        """Bumped each time a refusal sets the ceiling."""
+        self.streak = 0
+        """Refusals since a submit was last accepted."""
+        self.step = 1
+        self.clean = 0
+        """Completions at full use since the last refusal or probe."""
+        self.wait = PROBE_MIN
+
+    def accepted(self, bound: int) -> None:
+        """The service accepted a submit; `bound` generations are pending now."""
+        self.streak = 0
+        growing = self.ceiling is not None and self.limit > self.ceiling and self.step > 1
+        if growing and bound >= self.limit:
+            # A step after a probe that held filled the raised limit: the cap went up.
+            self._set(self.limit + self.step)
+            self.step *= 2
+
+    def finished(self, in_use: int) -> None:
+        """A generation ended at the service; `in_use` leases are held after its release."""
+        if 2 * (in_use + 1) < self.limit:
+            return  # the limit was not being used: its size taught nothing
+        if self.ceiling is None:
+            self._set(self.limit + 1)
+            return
+        self.clean += 1
+        if self.limit > self.ceiling:
+            if self.step == 1 and 4 * self.clean >= self.limit:
+                self.clean = 0  # the probe held: grow, then on each submit that fills it
+                self.step = 2
+                self._set(self.limit + 1)
+            return
+        if self.clean >= self.wait * self.limit:
+            self.clean = 0
+            self.step = 1
+            self._set(self.limit + 1)
+
+    def refused(self, pending: int, lease_epoch: int) -> None:
+        """A submit made under a lease of `lease_epoch` got a 429 of the pending cap."""
+        if lease_epoch < self.epoch:
+            return
+        self.streak += 1
+        seen = min(pending, self.limit - 1)
+        ceiling = max(1, seen - (2 ** (self.streak - 1) - 1), seen // 2)
+        same = self.ceiling is not None and abs(ceiling - self.ceiling) <= max(1, self.ceiling // 8)
+        self.wait = min(self.wait * 2, PROBE_MAX) if same else PROBE_MIN
+        self.ceiling = ceiling
+        self.epoch += 1
+        self.step = 1
+        self.clean = 0
+        self._set(ceiling)
+
+    def _set(self, value: int) -> None:
+        self.limit = min(max(value, 1), self.maximum)

@@ -1,0 +1,201 @@
+"""Scenarios of ``max_pending="auto"``, run against every limiter backend.
+
+Each takes a fresh auto-mode limiter (in-process, or Redis on fakeredis) and plays an
+account: generations are submitted (acquire + bind), finish (release), or are refused
+with a 429 of the pending cap. The limiter is the only thing that knows the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from getty_ai_async import Lease, Limiter
+
+Scenario = Callable[[Limiter], Awaitable[None]]
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(function: Scenario) -> Scenario:
+    SCENARIOS[function.__name__] = function
+    return function
+
+
+class Account:
+    """The generations of one account pending at the service, as the limiter sees them."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+        self.pending: list[Lease] = []
+        self.number = 0
+
+    @property
+    def limit(self) -> int:
+        return self.limiter.statistics().limit
+
+    async def submit(self) -> Lease:
+        """A submit the service accepts."""
+        lease = await self.limiter.acquire()
+        self.number += 1
+        await self.limiter.bind(lease, f"gen-{self.number}")
+        self.pending.append(lease)
+        return lease
+
+    async def fill(self) -> None:
+        """Submit until the limit is reached."""
+        while len(self.pending) < self.limit:
+            await self.submit()
+
+    async def finish(self, count: int = 1) -> None:
+        """The oldest generations end, and each freed slot is filled again at once."""
+        for _ in range(count):
+            await self.limiter.release(self.pending.pop(0), finished=True)
+            await self.fill()
+
+    async def end(self, count: int = 1, *, finished: bool = True) -> None:
+        """The oldest generations end (or are given up), and nothing is submitted."""
+        for _ in range(count):
+            await self.limiter.release(self.pending.pop(0), finished=finished)
+
+    async def refuse(self, lease: Lease | None = None, *, pending_cap: bool = True) -> None:
+        """A submit (under `lease`, else a new one) gets a 429."""
+        if lease is None:
+            lease = await self.limiter.acquire()
+        await self.limiter.refused(lease, pending_cap=pending_cap)
+
+
+@scenario
+async def slow_start_doubles_every_generation_time(limiter: Limiter) -> None:
+    account = Account(limiter)
+    assert account.limit == 4
+    await account.fill()
+    await account.finish(4)  # one generation-time at 4
+    assert account.limit == 8
+    await account.finish(8)
+    assert account.limit == 16
+
+
+@scenario
+async def an_unused_limit_does_not_grow(limiter: Limiter) -> None:
+    account = Account(limiter)
+    for _ in range(20):  # one generation at a time: the limit of 4 is never used
+        await account.submit()
+        await account.end()
+    assert account.limit == 4
+
+
+@scenario
+async def a_refusal_sets_the_ceiling_to_what_is_pending(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await account.fill()
+    await account.finish(20)
+    assert account.limit == 24
+    await account.end(17, finished=False)  # the cap dropped to 7, and the rest were given up
+    await account.refuse()
+    assert account.limit == 7, "straight to the number pending, not a multiplicative cut"
+    assert limiter.statistics().refused == 1
+
+
+@scenario
+async def a_rate_429_never_lowers_the_limit(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await account.refuse(pending_cap=False)
+    assert account.limit == 4
+    assert limiter.statistics().refused == 0
+
+
+@scenario
+async def a_refusal_is_never_above_the_refused_limit(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await account.fill()
+    await account.finish(4)
+    assert account.limit == 8
+    await account.end(finished=False)
+    lease = await limiter.acquire()
+    account.pending.append(await limiter.adopt("resumed"))  # 8 pending again
+    await account.refuse(lease)  # refused with 8 of ours pending under a limit of 8: <= 7
+    assert account.limit == 7
+
+
+@scenario
+async def a_stale_refusal_teaches_nothing(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await account.fill()
+    await account.finish(8)
+    assert account.limit == 12
+    await account.end(2, finished=False)
+    early = await limiter.acquire()
+    late = await limiter.acquire()
+    await account.refuse(early)  # both were in flight when the cap was hit
+    assert account.limit == 10
+    await account.refuse(late)  # taken before that change: the same event seen again
+    assert account.limit == 10
+
+
+@scenario
+async def refusals_in_a_row_cut_deeper_and_deeper(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await account.fill()
+    await account.finish(28)
+    assert account.limit == 32
+    limits = []
+    while len(account.pending) > 8:  # the cap was cut to 8: each slot freed is refused
+        await account.end(finished=False)
+        if len(account.pending) < account.limit:
+            await account.refuse()
+            limits.append(account.limit)
+    assert limits == [31, 29, 25, 17, 8], "cut by 0, 1, 3, 7... below what is pending"
+    assert limiter.statistics().refused == 5
+    await account.end(finished=False)
+    await account.submit()  # accepted at 8: the streak ends
+    await account.end(finished=False)
+    await account.refuse()
+    assert account.limit == 7, "the first of a new streak: one below the limit"
+
+
+async def _ceiling_of_seven(account: Account) -> None:
+    await account.fill()
+    await account.finish(4)
+    await account.end(finished=False)
+    await account.refuse()  # 7 pending
+    assert account.limit == 7
+    assert len(account.pending) == 7
+
+
+@scenario
+async def probes_after_a_clean_stretch_and_grows_fast_while_they_succeed(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await _ceiling_of_seven(account)
+    await account.finish(2 * 7 - 1)
+    assert account.limit == 7, "no probe before two generation-times without a refusal"
+    await account.end()  # the 14th completion: a probe one above
+    limits = [account.limit]
+    for _ in range(2):  # the probe holds for a quarter of a generation-time
+        await account.submit()
+        await account.end()
+        limits.append(account.limit)
+    for _ in range(18):  # then each accepted submit that fills the limit doubles the step
+        await account.submit()
+        limits.append(account.limit)
+    assert sorted(set(limits)) == [8, 9, 11, 15, 23, 39], limits
+
+
+@scenario
+async def a_probe_finding_the_same_ceiling_waits_longer_next_time(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await _ceiling_of_seven(account)
+
+    async def completions_until_probe() -> int:
+        count = 0
+        while account.limit == 7:
+            await account.end()
+            await account.submit()
+            count += 1
+        return count
+
+    waits = []
+    for _ in range(3):
+        waits.append(await completions_until_probe())
+        await account.refuse()  # the probe is refused: the same ceiling
+        assert account.limit == 7
+    assert waits == [14, 28, 28], "2, then 4 generation-times (at most)"
