@@ -43,7 +43,11 @@ def make_limiter(redis_url: str | None, key: str) -> Limiter | None:
 
 
 async def run(
-    n: int, cap: int, *, change_at: int | None = None, new_cap: int | None = None,
+    n: int,
+    cap: int,
+    *,
+    change_at: int | None = None,
+    new_cap: int | None = None,
     redis_url: str | None = None,
 ) -> dict[str, Any]:
     sandbox = Sandbox(pending_seconds=PENDING, pending_limit=cap, images_per_generation=1)
@@ -129,7 +133,8 @@ def main() -> int:
         print(
             f"{name} after 400 of 1,200: limit there in {result['reaction_gen_times']:.2f} "
             f"generation-times with {result['refused_until_there']} refusals on the way "
-            f"({result['refused_since_change']} since the change, {result['429s']} in the run); limit every 40 ms after: {result['limit_after']}"
+            f"({result['refused_since_change']} since the change, {result['429s']} in the run); "
+            f"limit every 40 ms after: {result['limit_after']}"
         )
     checks = [
         ("unknown: 429s <= 1% of submissions", unknown["429_share"] <= 0.01),
