@@ -6,7 +6,8 @@
 The sandbox runs in process, a generation pending 0.2 s, polled every 0.02 s:
 
   unknown   2,000 prompts, cap 32 unknown to the client: 429s <= 1% of submissions,
-            makespan <= 1.10 x ideal (ceil(N/32) x 0.2 s)
+            makespan <= 1.10 x ideal (ceil(N/32) x 0.2 s); the same with max_pending=32
+            is run first, as the reference for what the machine allows
   raised    1,200 prompts, cap 8, raised to 32 once 400 are done: the limit reaches 32
             within 5 generation-times of the raise
   lowered   1,200 prompts, cap 32, lowered to 8 once 400 are done: the limit is <= 8
@@ -34,12 +35,12 @@ PENDING = 0.2
 POLL = 0.02
 
 
-def make_limiter(redis_url: str | None, key: str) -> Limiter | None:
+def make_limiter(redis_url: str | None, max_pending: int | str) -> Limiter | None:
     if redis_url is None:
         return None
     from getty_ai_async import RedisLimiter
 
-    return RedisLimiter(redis_url, max_pending="auto", prefix=f"bench-auto-{time.time_ns()}")
+    return RedisLimiter(redis_url, max_pending=max_pending, prefix=f"bench-auto-{time.time_ns()}")
 
 
 async def run(
@@ -49,13 +50,14 @@ async def run(
     change_at: int | None = None,
     new_cap: int | None = None,
     redis_url: str | None = None,
+    max_pending: int | str = "auto",
 ) -> dict[str, Any]:
     sandbox = Sandbox(pending_seconds=PENDING, pending_limit=cap, images_per_generation=1)
     key = f"bench-{time.time_ns()}"
-    limiter = make_limiter(redis_url, key)
+    limiter = make_limiter(redis_url, max_pending)
     options: dict[str, Any] = {"poll_interval": POLL, "api_key": key}
     if limiter is None:
-        options["max_pending"] = "auto"
+        options["max_pending"] = max_pending
     else:
         options["limiter"] = limiter
     samples: list[tuple[float, int, int]] = []
@@ -117,12 +119,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", default=None, help="run the limiter on this Redis")
     args = parser.parse_args()
+    fixed = anyio.run(lambda: run(2000, 32, redis_url=args.redis, max_pending=32))
     unknown = anyio.run(lambda: run(2000, 32, redis_url=args.redis))
     ideal = math.ceil(2000 / 32) * PENDING
     raised = anyio.run(lambda: run(1200, 8, change_at=400, new_cap=32, redis_url=args.redis))
     lowered = anyio.run(lambda: run(1200, 32, change_at=400, new_cap=8, redis_url=args.redis))
     backend = "RedisLimiter" if args.redis else "PendingLimiter"
     print(f"{backend}, pending {PENDING}s, poll {POLL}s")
+    print(
+        f"reference, cap 32 known (max_pending=32): makespan {fixed['makespan']:.2f}s = "
+        f"{fixed['makespan'] / ideal:.3f} x ideal, {fixed['429s']} 429s"
+    )
     print(
         f"unknown cap 32, 2,000 prompts: makespan {unknown['makespan']:.2f}s = "
         f"{unknown['makespan'] / ideal:.3f} x ideal ({ideal:.1f}s); {unknown['429s']} 429s = "

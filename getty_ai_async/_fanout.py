@@ -45,7 +45,7 @@ from ._reconcile import find_in_history
 from ._resource import build, check_positive
 from ._routes import ROUTES
 from ._sending import SendAborted
-from ._submission import SubmitState, acquire_leases, submit
+from ._submission import SubmitState, submit
 from .errors import (
     APIStatusError,
     GettyAIError,
@@ -620,17 +620,14 @@ class _Engine:
     # ------------------------------------------------------------- submitting
 
     async def _start_submit(self, item: _Item, group: TaskGroup) -> None:
-        # The lease is taken here, so the feeder waits while the cap is full.
-        try:
-            leases = await acquire_leases(self.limiters)
-        except LimiterUnavailableError as error:
-            # Never sent: the journal keeps nothing, and a rerun submits it.
-            self._limiter_broke(error)
-            self._emit(item, error)
-            return
+        # Each submit takes its lease in its own task: with a shared limiter a lease
+        # costs a round trip, and the feeder must not wait for one before reading the
+        # next input. At most the cap's worth of inputs are open (see `_feed`), so at
+        # most that many wait for a lease (first come, first served).
+        await anyio.lowlevel.checkpoint()
         item.scope = anyio.CancelScope()
         self._submitting.add(item)
-        group.start_soon(self._submit, item, leases)
+        group.start_soon(self._submit, item, [])
 
     @ki_protected
     async def _submit(self, item: _Item, leases: list[Any]) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import logging
 import os
 import re
@@ -329,7 +330,11 @@ class RedisLimiter:
             with contextlib.suppress(Exception):
                 await client.aclose()
         if sum(self.round_trips.values()):
-            log.debug("Redis round trips of %s: %s", self.worker, dict(self.round_trips))
+            log.info(
+                "Redis round trips of worker %s: %s",
+                self.worker,
+                json.dumps(dict(self.round_trips), sort_keys=True),
+            )
 
     # ------------------------------------------------------------------ leases
 

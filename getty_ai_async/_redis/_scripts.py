@@ -161,9 +161,10 @@ local function refused(lease_epoch)
   local ceiling = math.max(1, seen - (2 ^ (streak - 1) - 1), math.floor(seen / 2))
   ceiling = math.floor(ceiling)
   local old = num('ceiling', nil)
-  local wait = PROBE_MIN
+  local wait = math.max(PROBE_MIN, math.floor(ceiling / 4))
   if old and math.abs(ceiling - old) <= math.max(1, math.floor(old / 8)) then
-    wait = math.min(num('wait', PROBE_MIN) * 2, PROBE_MAX)
+    local longest = math.max(PROBE_MAX, math.floor(ceiling / 2))
+    wait = math.max(wait, math.min(num('wait', PROBE_MIN) * 2, longest))
   end
   redis.call('HSET', STATE, 'ceiling', ceiling, 'epoch', epoch + 1, 'streak', streak,
     'step', 1, 'clean', 0, 'wait', wait)

@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from getty_ai_async import Limiter, PendingLimiter
+from getty_ai_async._auto import probe_wait
 
 from .auto_scenarios import SCENARIOS
 
@@ -101,3 +102,11 @@ async def test_auto_mode(name: str) -> None:
 async def test_max_pending_must_be_a_positive_int_or_auto(bad: object) -> None:
     with pytest.raises(ValueError, match="max_pending"):
         PendingLimiter(bad)  # type: ignore[arg-type]
+
+
+def test_probes_wait_longer_in_generation_times_as_the_cap_grows() -> None:
+    # A refused probe costs one 429: a larger cap has more submissions per
+    # generation-time, so it can afford a probe less often per generation-time.
+    assert [probe_wait(7), probe_wait(7, 2), probe_wait(7, 4)] == [2, 4, 4]
+    assert [probe_wait(16), probe_wait(16, 4), probe_wait(16, 8)] == [4, 8, 8]
+    assert [probe_wait(32), probe_wait(32, 8), probe_wait(32, 16)] == [8, 16, 16]
