@@ -10,6 +10,8 @@ Without ``--redis`` a throwaway ``redis-server`` is started (``--save '' --appen
 no``). Each scenario runs the 2,000 prompts through K=4 ``getty-ai batch --shard i/4``
 processes started together, against a fresh sandbox:
 
+  single-16     one worker alone (--shard 0/1), --max-pending 16: the reference for what
+                one process gets out of this machine at the moment (no target)
   shared-16     --redis, --max-pending 16: sandbox peak pending <= 16, zero 429s,
                 makespan <= 1.15 x ideal (ceil(2000/16) x 0.4 s = 50 s)
   shared-auto   --redis, --max-pending auto (the cap is unknown): 429s <= 1% of submissions
@@ -170,7 +172,13 @@ class Redis:
 
 
 def worker_command(
-    base_url: str, prompts: Path, out: Path, shard: int, max_pending: str, redis_url: str | None
+    base_url: str,
+    prompts: Path,
+    out: Path,
+    shard: int,
+    max_pending: str,
+    redis_url: str | None,
+    workers: int = K,
 ) -> list[str]:
     command = [
         sys.executable,
@@ -187,7 +195,7 @@ def worker_command(
         "--out",
         str(out),
         "--shard",
-        f"{shard}/{K}",
+        f"{shard}/{workers}",
     ]
     if redis_url is not None:
         command += ["--redis", redis_url]
@@ -244,6 +252,7 @@ def run_scenario(
     max_pending: str,
     kill: bool = False,
     seed: int = 1,
+    workers: int = K,
 ) -> dict[str, Any]:
     port = free_port()
     sandbox = subprocess.Popen(
@@ -259,14 +268,15 @@ def run_scenario(
     out = Path(tempfile.mkdtemp(prefix=f"scaleout-{name}-"))
     redis_url = redis.url if shared else None
     commands = [
-        worker_command(base_url, prompts, out, shard, max_pending, redis_url) for shard in range(K)
+        worker_command(base_url, prompts, out, shard, max_pending, redis_url, workers)
+        for shard in range(workers)
     ]
     started = time.perf_counter()
     workers = [Worker(command) for command in commands]
     restarted: Worker | None = None
     codes: list[int] = []
     if kill:
-        share = n / K
+        share = n / workers
         while workers[0].lines < share / 3:
             if workers[0].process.poll() is not None:
                 break
@@ -283,7 +293,7 @@ def run_scenario(
     sandbox.wait(timeout=60)
     results = [
         json.loads(line)
-        for path in sorted(out.glob(f"results.*of{K}.jsonl"))
+        for path in sorted(out.glob(f"results.*of{workers}.jsonl"))
         for line in path.read_text().splitlines()
     ]
     lines = Counter(record["line"] for record in results)
@@ -346,7 +356,8 @@ def main() -> int:
     prompts = workdir / "prompts.txt"
     prompts.write_text("".join(f"scale-out prompt {i}\n" for i in range(n)))
     redis = Redis(args.redis)
-    scenarios = {
+    scenarios: dict[str, dict[str, Any]] = {
+        "single-16": {"shared": False, "max_pending": str(CAP), "workers": 1},
         "shared-16": {"shared": True, "max_pending": str(CAP)},
         "shared-auto": {"shared": True, "max_pending": "auto"},
         "alone-16": {"shared": False, "max_pending": str(CAP)},

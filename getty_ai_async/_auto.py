@@ -5,7 +5,8 @@ the same rules in Lua (`_redis/_scripts.py`) on state shared by every worker of 
 account, and the unit tests drive both through the same scenarios.
 
 - **Slow start**: the limit starts at 4 and grows by one per generation that finishes
-  while at least half the limit is in use, so it doubles every generation-time.
+  while the service held the whole limit of ours (accepted, not merely sent), so it
+  doubles every generation-time without running ahead of what the service took.
 - **A 429 of the pending cap** (one without Retry-After) while ``p`` generations of the
   account are pending sets the ceiling, and the limit, to ``p`` at once (never above the
   limit that was refused). A 429 of the request rate never lowers it.
@@ -80,20 +81,27 @@ class AutoLimit:
             self._set(self.limit + self.step)
             self.step *= 2
 
-    def finished(self, in_use: int) -> None:
-        """A generation ended at the service; `in_use` leases are held after its release."""
+    def finished(self, in_use: int, bound: int) -> None:
+        """A generation ended at the service; `in_use` leases are held after its release,
+        `bound` of them by generations the service accepted."""
         if 2 * (in_use + 1) < self.limit:
             return  # the limit was not being used: its size taught nothing
+        # Growing takes proof: the service held the whole limit of ours when this ended
+        # (POSTs merely in flight prove nothing, and many at once overshoot the cap).
+        filled = bound + 1 >= self.limit
         if self.ceiling is None:
-            self._set(self.limit + 1)
-            return
-        self.clean += 1
-        if self.limit > self.ceiling:
-            if self.step == 1 and 4 * self.clean >= self.limit:
-                self.clean = 0  # the probe held: grow, then on each submit that fills it
-                self.step = 2
+            if filled:
                 self._set(self.limit + 1)
             return
+        if self.limit > self.ceiling:
+            if self.step == 1 and filled:
+                self.clean += 1
+                if 4 * self.clean >= self.limit:
+                    self.clean = 0  # the probe held: grow, then on each submit that fills it
+                    self.step = 2
+                    self._set(self.limit + 1)
+            return
+        self.clean += 1
         if self.clean >= self.wait * self.limit:
             self.clean = 0
             self.step = 1

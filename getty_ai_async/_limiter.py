@@ -181,7 +181,7 @@ class PendingLimiter:
             if self._room:
                 self._room.popleft().set()
             if finished and self._auto is not None:
-                self._auto.finished(len(self._leases))
+                self._auto.finished(len(self._leases), self._bound)
                 self._limit = max(self._auto.limit, 1)
         self._grant()
 

@@ -128,21 +128,25 @@ local function finished()
   if FIXED > 0 then return end
   local current = limit()
   if 2 * (used() + 1) < current then return end
+  local filled = redis.call('ZCARD', PENDING) + 1 >= current
   local ceiling = num('ceiling', nil)
   if not ceiling then
-    set_limit(current + 1)
+    if filled then set_limit(current + 1) end
     return
   end
-  local clean = num('clean', 0) + 1
   if current > ceiling then
-    if num('step', 1) == 1 and 4 * clean >= current then
-      redis.call('HSET', STATE, 'clean', 0, 'step', 2)
-      set_limit(current + 1)
-    else
-      redis.call('HSET', STATE, 'clean', clean)
+    if num('step', 1) == 1 and filled then
+      local clean = num('clean', 0) + 1
+      if 4 * clean >= current then
+        redis.call('HSET', STATE, 'clean', 0, 'step', 2)
+        set_limit(current + 1)
+      else
+        redis.call('HSET', STATE, 'clean', clean)
+      end
     end
     return
   end
+  local clean = num('clean', 0) + 1
   if clean >= num('wait', PROBE_MIN) * current then
     redis.call('HSET', STATE, 'clean', 0, 'step', 1)
     set_limit(current + 1)

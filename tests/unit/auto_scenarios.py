@@ -76,6 +76,21 @@ async def slow_start_doubles_every_generation_time(limiter: Limiter) -> None:
 
 
 @scenario
+async def slow_start_grows_on_what_the_service_holds_not_on_posts_in_flight(
+    limiter: Limiter,
+) -> None:
+    account = Account(limiter)
+    await account.fill()
+    await account.end()  # the service held all 4 when it ended: 5
+    assert account.limit == 5
+    in_flight = [await limiter.acquire() for _ in range(2)]  # two POSTs not answered yet
+    await account.end()  # 2 accepted of a limit of 5: nothing proves the cap is above 5
+    assert account.limit == 5
+    for lease in in_flight:
+        await limiter.refused(lease, pending_cap=False)
+
+
+@scenario
 async def an_unused_limit_does_not_grow(limiter: Limiter) -> None:
     account = Account(limiter)
     for _ in range(20):  # one generation at a time: the limit of 4 is never used
@@ -170,9 +185,10 @@ async def probes_after_a_clean_stretch_and_grows_fast_while_they_succeed(limiter
     assert account.limit == 7, "no probe before two generation-times without a refusal"
     await account.end()  # the 14th completion: a probe one above
     limits = [account.limit]
-    for _ in range(2):  # the probe holds for a quarter of a generation-time
-        await account.submit()
+    await account.fill()  # the service takes 8 of ours
+    for _ in range(2):  # and holds them for a quarter of a generation-time
         await account.end()
+        await account.submit()
         limits.append(account.limit)
     for _ in range(18):  # then each accepted submit that fills the limit doubles the step
         await account.submit()
