@@ -272,20 +272,20 @@ def run_scenario(
         for shard in range(workers)
     ]
     started = time.perf_counter()
-    workers = [Worker(command) for command in commands]
+    procs = [Worker(command) for command in commands]
     restarted: Worker | None = None
     codes: list[int] = []
     if kill:
         share = n / workers
-        while workers[0].lines < share / 3:
-            if workers[0].process.poll() is not None:
+        while procs[0].lines < share / 3:
+            if procs[0].process.poll() is not None:
                 break
             time.sleep(0.01)
-        killed_after = workers[0].lines
-        workers[0].kill()
+        killed_after = procs[0].lines
+        procs[0].kill()
         restarted = Worker(commands[0])
         codes.append(restarted.wait())
-    codes += [worker.wait() for worker in (workers if not kill else workers[1:])]
+    codes += [worker.wait() for worker in (procs if not kill else procs[1:])]
     makespan = time.perf_counter() - started
     sandbox.stdin.write("stats\n")
     sandbox.stdin.flush()
@@ -298,7 +298,7 @@ def run_scenario(
     ]
     lines = Counter(record["line"] for record in results)
     trips: Counter[str] = Counter()
-    for worker in [*workers, *([restarted] if restarted else [])]:
+    for worker in [*procs, *([restarted] if restarted else [])]:
         trips.update(worker.round_trips())
     commands_seen = redis.commands() if shared else {}
     attempted = stats["submissions_attempted"]
@@ -384,9 +384,9 @@ def main() -> int:
             trips = result["round_trips"]
             per = {kind: round(count / n, 3) for kind, count in sorted(trips.items())}
             print(
-                f"{name}: Redis calls per generation by kind {per}; "
-                f"server: {result['redis_commands'] / n:.2f} commands per generation "
-                f"({result['evalsha'] / n:.2f} EVALSHA)"
+                f"{name}: Redis calls per generation by kind {per}; the server saw "
+                f"{result['evalsha'] / n:.2f} EVALSHA per generation "
+                f"({result['redis_commands'] / n:.1f} commands counting those the scripts ran)"
             )
     checks: list[tuple[str, bool]] = []
     if "shared-16" in results:

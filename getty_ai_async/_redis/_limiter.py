@@ -8,8 +8,8 @@ worker's leases at once. A worker waits for a lease without polling: the script 
 frees a slot hands it to the head of the queue and publishes the grant on that worker's
 channel (pub/sub), with a timed re-check (`recheck_interval`) as a safety net, which
 also keeps the worker's waiters and its leases not yet bound alive: those of a worker
-that died expire within ``claim_ttl``, its bound leases within `lease_ttl` (unless a
-worker that resumes its journal adopts them first).
+that died expire within seconds, its bound leases within `lease_ttl` (unless a worker
+that resumes its journal adopts them first).
 
 If Redis goes away mid-run, bound leases stay with their generations (the client keeps
 polling them), releases are kept to send later, and new leases are waited for, retrying
@@ -172,8 +172,9 @@ class RedisLimiter:
     died); the client's poller refreshes every ``lease_ttl / 3``. Keep it above the
     longest stall a worker may have (a paused VM, a long GC), and well below how long
     you can afford a dead worker's slots to stay taken. `recheck_interval`: how often a
-    waiting worker re-checks and says it is alive (its unbound leases and waiters
-    expire after 15 of those, or `lease_ttl` if shorter). `max_outage`: how long new
+    waiting worker re-checks and says it is alive (its places in the queue expire after
+    5 of those, 2 s at least; its leases not bound yet after 15, or `lease_ttl` if
+    shorter). `max_outage`: how long new
     submissions wait for a Redis that went away before `LimiterUnavailableError`.
     """
 
@@ -221,6 +222,7 @@ class RedisLimiter:
         self._fixed = 0 if self.adaptive else int(max_pending)
         self._lease_ttl = float(lease_ttl)
         self._claim_ttl = min(self._lease_ttl, 15 * recheck_interval)
+        self._waiter_ttl = min(self._claim_ttl, max(5 * recheck_interval, 2.0))
         self.recheck_interval = float(recheck_interval)
         self.max_outage = float(max_outage)
         self.prefix = prefix
@@ -534,6 +536,7 @@ class RedisLimiter:
             PROBE_MIN,
             PROBE_MAX,
             self._namespace,
+            int(self._waiter_ttl * 1000),
         ]
         return await self._scripts[name](keys=self._keys, args=[*common, *args], client=client)
 

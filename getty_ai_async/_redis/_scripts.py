@@ -10,7 +10,8 @@ cluster keeps them on one shard):
 - ``queue``   sorted set: waiting waiters -> arrival ticket (first come, first served
   across workers)
 - ``waiters`` sorted set: waiting waiters -> heartbeat expiry (ms): a dead worker's
-  waiters leave the queue by themselves
+  waiters leave the queue by themselves (a lease granted to a waiter also starts with
+  that short expiry, extended once its worker shows it is alive)
 - ``state``   hash: mode, the auto limit's state (`getty_ai_async._auto`, mirrored
   below), counters (refused, expired), the ticket counter
 - ``qps``     hash: the shared request budget (GCRA: theoretical arrival time, rate)
@@ -36,6 +37,7 @@ local MAX = tonumber(ARGV[6])
 local PROBE_MIN = tonumber(ARGV[7])
 local PROBE_MAX = tonumber(ARGV[8])
 local CHANNEL = ARGV[9]
+local WAITER_TTL = tonumber(ARGV[10])
 local clock = redis.call('TIME')
 local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local FRESH = 0
@@ -101,7 +103,7 @@ local function grant()
   for _, waiter in ipairs(heads) do
     redis.call('ZREM', QUEUE, waiter)
     redis.call('ZREM', WAITERS, waiter)
-    redis.call('ZADD', LEASES, NOW + CLAIM_TTL, waiter)
+    redis.call('ZADD', LEASES, NOW + WAITER_TTL, waiter)
     local worker = worker_of(waiter)
     messages[worker] = (messages[worker] or epoch) .. ' ' .. waiter
   end
@@ -185,13 +187,13 @@ local function reply(flag, extra)
 end
 """
 
-# ARGV[10]: the waiter's token. Granted at once if there is room and nobody waits before
+# ARGV[11]: the waiter's token. Granted at once if there is room and nobody waits before
 # it; otherwise queued (or kept alive in the queue) and granted when its turn comes.
 _ACQUIRE = """
 setup()
 purge()
 grant()
-local waiter = ARGV[10]
+local waiter = ARGV[11]
 if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
 if not redis.call('ZSCORE', QUEUE, waiter) then
   if redis.call('ZCARD', QUEUE) == 0 and used() < limit() then
@@ -200,65 +202,65 @@ if not redis.call('ZSCORE', QUEUE, waiter) then
   end
   redis.call('ZADD', QUEUE, redis.call('HINCRBY', STATE, 'ticket', 1), waiter)
 end
-redis.call('ZADD', WAITERS, NOW + CLAIM_TTL, waiter)
+redis.call('ZADD', WAITERS, NOW + WAITER_TTL, waiter)
 grant()
 if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
 return reply(0)
 """
 
-# ARGV[10]: a waiter that gave up: out of the queue, and its lease back if it had one.
+# ARGV[11]: a waiter that gave up: out of the queue, and its lease back if it had one.
 _CANCEL = """
 setup()
 purge()
-redis.call('ZREM', QUEUE, ARGV[10])
-redis.call('ZREM', WAITERS, ARGV[10])
-local removed = redis.call('ZREM', LEASES, ARGV[10])
+redis.call('ZREM', QUEUE, ARGV[11])
+redis.call('ZREM', WAITERS, ARGV[11])
+local removed = redis.call('ZREM', LEASES, ARGV[11])
 grant()
 return reply(removed)
 """
 
-# ARGV[10]: lease token, ARGV[11]: the generation id the service accepted.
+# ARGV[11]: lease token, ARGV[12]: the generation id the service accepted.
 _BIND = """
 setup()
 purge()
-redis.call('ZREM', LEASES, ARGV[10])
-redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[11])
+redis.call('ZREM', LEASES, ARGV[11])
+redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[12])
 accepted()
 grant()
 return reply(1)
 """
 
-# ARGV[10]: a generation already pending (resumed): counted once, whoever held it.
+# ARGV[11]: a generation already pending (resumed): counted once, whoever held it.
 _ADOPT = """
 setup()
 purge()
-redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[10])
+redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[11])
 return reply(1)
 """
 
-# ARGV[10]: lease token, ARGV[11]: '1' for a 429 of the pending cap, ARGV[12]: its epoch.
+# ARGV[11]: lease token, ARGV[12]: '1' for a 429 of the pending cap, ARGV[13]: its epoch.
 _REFUSED = """
 setup()
 purge()
-redis.call('ZREM', LEASES, ARGV[10])
-if ARGV[11] == '1' then
+redis.call('ZREM', LEASES, ARGV[11])
+if ARGV[12] == '1' then
   redis.call('HINCRBY', STATE, 'refused', 1)
-  refused(tonumber(ARGV[12]))
+  refused(tonumber(ARGV[13]))
 end
 grant()
 return reply(1)
 """
 
-# ARGV[10]: lease token, ARGV[11]: its generation id ('' if unbound), ARGV[12]: '1' when
+# ARGV[11]: lease token, ARGV[12]: its generation id ('' if unbound), ARGV[13]: '1' when
 # the service reported the generation finished.
 _RELEASE = """
 setup()
 purge()
-local removed = redis.call('ZREM', LEASES, ARGV[10])
-if ARGV[11] ~= '' then
-  removed = redis.call('ZREM', PENDING, ARGV[11])
+local removed = redis.call('ZREM', LEASES, ARGV[11])
+if ARGV[12] ~= '' then
+  removed = redis.call('ZREM', PENDING, ARGV[12])
   if removed == 1 then
-    if ARGV[12] == '1' then finished() end
+    if ARGV[13] == '1' then finished() end
     redis.call('PUBLISH', CHANNEL .. 'room', '1')
   end
 end
@@ -266,7 +268,7 @@ grant()
 return reply(removed)
 """
 
-# One round trip for everything a worker holds. ARGV[10]: '1' for a full sync (after
+# One round trip for everything a worker holds. ARGV[11]: '1' for a full sync (after
 # Redis was lost: re-add what it no longer has), '0' for a heartbeat (only extend what it
 # has: anything else was released meanwhile). Then four counted lists: waiters to keep
 # in the queue, unbound lease tokens and bound generation ids to keep alive, and
@@ -275,8 +277,8 @@ return reply(removed)
 _SYNC = """
 setup()
 purge()
-local full = ARGV[10] == '1'
-local at = 11
+local full = ARGV[11] == '1'
+local at = 12
 local function take()
   local count = tonumber(ARGV[at])
   local items = {}
@@ -288,10 +290,10 @@ local waiters, claims, bound, released = take(), take(), take(), take()
 for _, waiter in ipairs(waiters) do
   if not redis.call('ZSCORE', LEASES, waiter) then
     if redis.call('ZSCORE', QUEUE, waiter) then
-      redis.call('ZADD', WAITERS, NOW + CLAIM_TTL, waiter)
+      redis.call('ZADD', WAITERS, NOW + WAITER_TTL, waiter)
     elseif full then
       redis.call('ZADD', QUEUE, redis.call('HINCRBY', STATE, 'ticket', 1), waiter)
-      redis.call('ZADD', WAITERS, NOW + CLAIM_TTL, waiter)
+      redis.call('ZADD', WAITERS, NOW + WAITER_TTL, waiter)
     end
   end
 end
@@ -305,7 +307,10 @@ if room > 0 then redis.call('PUBLISH', CHANNEL .. 'room', tostring(room)) end
 grant()
 local granted = {}
 for _, waiter in ipairs(waiters) do
-  if redis.call('ZSCORE', LEASES, waiter) then table.insert(granted, waiter) end
+  if redis.call('ZSCORE', LEASES, waiter) then
+    table.insert(granted, waiter)
+    redis.call('ZADD', LEASES, 'XX', NOW + CLAIM_TTL, waiter)  -- its worker is alive
+  end
 end
 return reply(1, granted)
 """

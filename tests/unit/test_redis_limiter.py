@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -207,6 +208,34 @@ async def test_a_dead_waiter_leaves_the_queue(
         await holder.release(held, finished=True)
     assert len(got) == 1
     assert (await alive.account_limits()).waiting == 0
+
+
+async def test_a_slot_granted_to_a_waiter_that_just_died_comes_back_soon(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    holder = workers(max_pending=1, lease_ttl=30)
+    alive = workers(max_pending=1, lease_ttl=30)
+    held = await holder.acquire()
+    await holder.bind(held, "gen-1")
+    # A worker killed while waiting, first in the queue, its heartbeat still fresh.
+    fake = fakeredis.FakeAsyncRedis(server=server)
+    await fake.zadd(holder._keys[2], {"dead-worker:1": 0})
+    await fake.zadd(holder._keys[3], {"dead-worker:1": time.time() * 1000 + 60_000})
+    async with anyio.create_task_group() as group:
+        got: list[Lease] = []
+
+        async def take() -> None:
+            got.append(await alive.acquire())
+
+        group.start_soon(take)
+        await anyio.sleep(0.05)
+        started = anyio.current_time()
+        await holder.release(held, finished=True)  # the slot goes to the dead waiter
+        with anyio.fail_after(5):
+            while not got:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    # Back after the short waiter expiry (2 s here), not the 30 s of a lease.
+    assert anyio.current_time() - started < 4
 
 
 async def test_a_generation_ending_wakes_one_refused_submit_per_worker(workers: Workers) -> None:
