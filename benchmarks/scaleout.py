@@ -1,11 +1,12 @@
 """Scale-out: K worker processes on one account, sharing its cap through Redis.
 
-    python benchmarks/scaleout.py                 # every scenario, about six minutes
+    python benchmarks/scaleout.py                 # every scenario, about twelve minutes
     python benchmarks/scaleout.py --prompts 400   # a smoke run
     python benchmarks/scaleout.py --redis redis://127.0.0.1:6379/15   # an existing Redis
 
 The sandbox runs in a process of its own, served by uvicorn on loopback, with an account
-cap of 16 and a generation pending 0.4 s (20 simulated seconds at time scale 0.02).
+cap of 16 and a generation pending 0.8 s (40 simulated seconds at time scale 0.02),
+polled every 0.05 s (``--pending`` and ``--poll`` change both).
 Without ``--redis`` a throwaway ``redis-server`` is started (``--save '' --appendonly
 no``). Each scenario runs the 2,000 prompts through K=4 ``getty-ai batch --shard i/4``
 processes started together, against a fresh sandbox:
@@ -13,7 +14,7 @@ processes started together, against a fresh sandbox:
   single-16     one worker alone (--shard 0/1), --max-pending 16: the reference for what
                 one process gets out of this machine at the moment (no target)
   shared-16     --redis, --max-pending 16: sandbox peak pending <= 16, zero 429s,
-                makespan <= 1.15 x ideal (ceil(2000/16) x 0.4 s = 50 s)
+                makespan <= 1.15 x ideal (ceil(2000/16) x 0.8 s = 100 s)
   shared-auto   --redis, --max-pending auto (the cap is unknown): 429s <= 1% of submissions
   alone-16      no Redis, --max-pending 16 each: what the same workers do on their own
   alone-auto    no Redis, --max-pending auto each
@@ -48,10 +49,9 @@ from typing import IO, Any
 
 CAP = 16
 K = 4
-PENDING_SIMULATED = 20.0
 TIME_SCALE = 0.02
-PENDING = PENDING_SIMULATED * TIME_SCALE
-POLL = 0.04
+PENDING = 0.8
+POLL = 0.05
 KEY = "scaleout-bench-key"
 
 
@@ -70,7 +70,7 @@ def host(args: argparse.Namespace) -> None:
     from getty_ai_async.sandbox import Sandbox, serve
 
     sandbox = Sandbox(
-        pending_seconds=PENDING_SIMULATED,
+        pending_seconds=args.pending / TIME_SCALE,
         time_scale=TIME_SCALE,
         pending_limit=CAP,
         images_per_generation=1,
@@ -256,7 +256,17 @@ def run_scenario(
 ) -> dict[str, Any]:
     port = free_port()
     sandbox = subprocess.Popen(
-        [sys.executable, __file__, "host", "--port", str(port), "--seed", str(seed)],
+        [
+            sys.executable,
+            __file__,
+            "host",
+            "--port",
+            str(port),
+            "--seed",
+            str(seed),
+            "--pending",
+            str(PENDING),
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -340,6 +350,7 @@ def show(result: dict[str, Any], n: int) -> None:
 
 
 def main() -> int:
+    global PENDING, POLL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("role", nargs="?", default="bench", choices=["bench", "host"])
     parser.add_argument("--prompts", type=int, default=2000)
@@ -347,7 +358,10 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", default=None, help="comma-separated scenario names")
+    parser.add_argument("--pending", type=float, default=PENDING, help="real seconds pending")
+    parser.add_argument("--poll", type=float, default=POLL, help="workers' poll interval")
     args = parser.parse_args()
+    PENDING, POLL = args.pending, args.poll
     if args.role == "host":
         host(args)
         return 0

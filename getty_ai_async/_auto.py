@@ -20,10 +20,13 @@ account, and the unit tests drive both through the same scenarios.
 - **Probing**: after a run of completions without a refusal the limit goes one above
   the ceiling. The run is `wait` generation-times (the limit's worth of completions
   each): a quarter of the ceiling, at least 2, doubling each time a probe finds the same
-  ceiling (give or take an eighth) up to half the ceiling, at least 4. A probe refused
-  costs one 429, so a larger cap is probed less often in generation-times but about as
-  often per submission: a raised cap of 8 is found within 5 generation-times, while
-  probes at a steady cap of 16 or more cost under 1% of the submissions. Once a probe
+  ceiling (give or take a quarter) up to ``ceiling**2 / 20``, at least 4 and at most 16
+  (`probe_wait`). A probe refused costs one 429, so a larger cap is probed less often:
+  a raised cap of 8 is found within 5 generation-times, while probes at a steady cap of
+  16 or more cost about 0.5% of the submissions.
+- **In flight at a refusal**: ``p`` misses the POSTs accepted but not answered yet
+  (plenty when many workers share the cap); each one accepted after a refusal, taken
+  before it, raises the ceiling by what it shows, never to the limit that was refused. Once a probe
   has held for a quarter of a generation-time (one that only fits because some
   generations ended unseen is refused by then), the limit grows again, and then each
   time the service accepts a submit that fills it, by steps that double (1, 2, 4...),
@@ -40,23 +43,41 @@ PROBE_MIN = 2
 """Generation-times (the limit's worth of completions) without a refusal before a probe,
 at least; a quarter of the ceiling when that is more."""
 PROBE_MAX = 4
-"""The longest wait between probes in generation-times, at least; half the ceiling when
-that is more."""
+"""The longest wait between probes in generation-times, at least; ``ceiling**2 / 20`` when
+that is more (up to `PROBE_LONGEST`)."""
+PROBE_LONGEST = 16
 
 
 def probe_wait(ceiling: int, previous: int | None = None) -> int:
     """Generation-times to wait before probing above `ceiling` (`previous`: the wait
-    before a probe that found the same ceiling again)."""
+    before a probe that found the same ceiling again).
+
+    A refused probe costs one 429 per ``wait * ceiling`` submissions: the longest wait
+    grows with the square of the ceiling, so probes cost about 0.5% of the submissions
+    at a cap of 16 or more, while a small cap (8: 4 generation-times) is still quick to
+    notice a raise.
+    """
     shortest = max(PROBE_MIN, ceiling // 4)
     if previous is None:
         return shortest
-    return max(shortest, min(previous * 2, max(PROBE_MAX, ceiling // 2)))
+    longest = min(PROBE_LONGEST, max(PROBE_MAX, ceiling * ceiling // 20))
+    return max(shortest, min(previous * 2, longest))
 
 
 class AutoLimit:
     """The adaptive limit of one account (strictly private: see the module docstring)."""
 
-    __slots__ = ("ceiling", "clean", "epoch", "limit", "maximum", "step", "streak", "wait")
+    __slots__ = (
+        "ceiling",
+        "clean",
+        "epoch",
+        "limit",
+        "maximum",
+        "refused_at",
+        "step",
+        "streak",
+        "wait",
+    )
 
     def __init__(self, *, start: int = AUTO_START, maximum: int = AUTO_MAX) -> None:
         self.maximum = max(maximum, start)
@@ -67,14 +88,23 @@ class AutoLimit:
         """Bumped each time a refusal sets the ceiling."""
         self.streak = 0
         """Refusals since a submit was last accepted."""
+        self.refused_at = 0
+        """The limit in force at the last refusal: the cap is below it."""
         self.step = 1
         self.clean = 0
         """Completions at full use since the last refusal or probe."""
         self.wait = PROBE_MIN
 
-    def accepted(self, bound: int) -> None:
-        """The service accepted a submit; `bound` generations are pending now."""
+    def accepted(self, bound: int, lease_epoch: int) -> None:
+        """The service accepted a submit made under a lease of `lease_epoch`; `bound`
+        generations are pending now."""
         self.streak = 0
+        if lease_epoch < self.epoch and self.ceiling is not None and bound > self.ceiling:
+            # In flight when the cap was hit, and accepted: it was pending at the service
+            # then, though not counted in `p` (many workers have many POSTs in flight).
+            self.ceiling = min(bound, self.refused_at - 1)
+            self._set(max(self.limit, self.ceiling))
+            return
         growing = self.ceiling is not None and self.limit > self.ceiling and self.step > 1
         if growing and bound >= self.limit:
             # A step after a probe that held filled the raised limit: the cap went up.
@@ -114,8 +144,9 @@ class AutoLimit:
         self.streak += 1
         seen = min(pending, self.limit - 1)
         ceiling = max(1, seen - (2 ** (self.streak - 1) - 1), seen // 2)
-        same = self.ceiling is not None and abs(ceiling - self.ceiling) <= max(1, self.ceiling // 8)
+        same = self.ceiling is not None and abs(ceiling - self.ceiling) <= max(1, self.ceiling // 4)
         self.wait = probe_wait(ceiling, self.wait if same else None)
+        self.refused_at = self.limit
         self.ceiling = ceiling
         self.epoch += 1
         self.step = 1

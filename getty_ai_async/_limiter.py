@@ -157,7 +157,7 @@ class PendingLimiter:
             self._leases.add(lease)
         self._bind(lease, generation_request_id)
         if self._auto is not None:
-            self._auto.accepted(self._bound)
+            self._auto.accepted(self._bound, lease.epoch)
             self._set_limit(self._auto.limit)
 
     async def refused(self, lease: Lease, *, pending_cap: bool) -> None:

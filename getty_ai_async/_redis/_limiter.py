@@ -381,7 +381,7 @@ class RedisLimiter:
         lease.generation_request_id = generation_request_id
         lease.expires_at = anyio.current_time() + self._lease_ttl
         self._bound[generation_request_id] = lease
-        await self._call("bind", lease.token, generation_request_id, wait=False)
+        await self._call("bind", lease.token, generation_request_id, lease.epoch, wait=False)
 
     async def refused(self, lease: Lease, *, pending_cap: bool) -> None:
         if lease.released:

@@ -114,13 +114,20 @@ end
 
 -- The rules of max_pending="auto" (getty_ai_async/_auto.py), on the shared state.
 
-local function accepted()
+local function accepted(lease_epoch)
   if FIXED > 0 then return end
   redis.call('HSET', STATE, 'streak', 0)
   local ceiling = num('ceiling', nil)
   local current = limit()
+  local bound = redis.call('ZCARD', PENDING)
+  if ceiling and lease_epoch < num('epoch', 0) and bound > ceiling then
+    ceiling = math.min(bound, num('refused_at', bound + 1) - 1)
+    redis.call('HSET', STATE, 'ceiling', ceiling)
+    set_limit(math.max(current, ceiling))
+    return
+  end
   local step = num('step', 1)
-  if ceiling and current > ceiling and step > 1 and redis.call('ZCARD', PENDING) >= current then
+  if ceiling and current > ceiling and step > 1 and bound >= current then
     set_limit(current + step)
     redis.call('HSET', STATE, 'step', step * 2)
   end
@@ -168,12 +175,12 @@ local function refused(lease_epoch)
   ceiling = math.floor(ceiling)
   local old = num('ceiling', nil)
   local wait = math.max(PROBE_MIN, math.floor(ceiling / 4))
-  if old and math.abs(ceiling - old) <= math.max(1, math.floor(old / 8)) then
-    local longest = math.max(PROBE_MAX, math.floor(ceiling / 2))
+  if old and math.abs(ceiling - old) <= math.max(1, math.floor(old / 4)) then
+    local longest = math.min(16, math.max(PROBE_MAX, math.floor(ceiling * ceiling / 20)))
     wait = math.max(wait, math.min(num('wait', PROBE_MIN) * 2, longest))
   end
   redis.call('HSET', STATE, 'ceiling', ceiling, 'epoch', epoch + 1, 'streak', streak,
-    'step', 1, 'clean', 0, 'wait', wait)
+    'step', 1, 'clean', 0, 'wait', wait, 'refused_at', current)
   set_limit(ceiling)
 end
 
@@ -219,13 +226,14 @@ grant()
 return reply(removed)
 """
 
-# ARGV[11]: lease token, ARGV[12]: the generation id the service accepted.
+# ARGV[11]: lease token, ARGV[12]: the generation id the service accepted, ARGV[13]: the
+# lease's epoch.
 _BIND = """
 setup()
 purge()
 redis.call('ZREM', LEASES, ARGV[11])
 redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[12])
-accepted()
+accepted(tonumber(ARGV[13]))
 grant()
 return reply(1)
 """

@@ -148,6 +148,24 @@ async def a_stale_refusal_teaches_nothing(limiter: Limiter) -> None:
 
 
 @scenario
+async def posts_in_flight_at_a_refusal_and_accepted_raise_the_ceiling(limiter: Limiter) -> None:
+    account = Account(limiter)
+    await account.fill()
+    await account.finish(8)
+    assert account.limit == 12
+    await account.end(3, finished=False)
+    refused, *in_flight = [await limiter.acquire() for _ in range(3)]
+    await account.refuse(refused)  # 9 accepted so far: ceiling 9
+    assert account.limit == 9
+    limits = []
+    for number, lease in enumerate(in_flight):  # the other two were pending too
+        await limiter.bind(lease, f"late-{number}")
+        account.pending.append(lease)
+        limits.append(account.limit)
+    assert limits == [10, 11], "never up to the 12 that was refused"
+
+
+@scenario
 async def refusals_in_a_row_cut_deeper_and_deeper(limiter: Limiter) -> None:
     account = Account(limiter)
     await account.fill()

@@ -108,5 +108,10 @@ def test_probes_wait_longer_in_generation_times_as_the_cap_grows() -> None:
     # A refused probe costs one 429: a larger cap has more submissions per
     # generation-time, so it can afford a probe less often per generation-time.
     assert [probe_wait(7), probe_wait(7, 2), probe_wait(7, 4)] == [2, 4, 4]
-    assert [probe_wait(16), probe_wait(16, 4), probe_wait(16, 8)] == [4, 8, 8]
+    assert [probe_wait(16), probe_wait(16, 4), probe_wait(16, 8), probe_wait(16, 12)] == [
+        4,
+        8,
+        12,
+        12,
+    ]
     assert [probe_wait(32), probe_wait(32, 8), probe_wait(32, 16)] == [8, 16, 16]
