@@ -5,8 +5,9 @@ the same rules in Lua (`_redis/_scripts.py`) on state shared by every worker of 
 account, and the unit tests drive both through the same scenarios.
 
 - **Slow start**: the limit starts at 4 and grows by one per generation that finishes
-  while the service held the whole limit of ours (accepted, not merely sent), so it
-  doubles every generation-time without running ahead of what the service took.
+  while the service held at least three quarters of the limit (accepted, not merely
+  sent), so it doubles every generation-time without running ahead of what the service
+  took.
 - **A 429 of the pending cap** (one without Retry-After) while ``p`` generations of the
   account are pending sets the ceiling, and the limit, to ``p`` at once (never above the
   limit that was refused). A 429 of the request rate never lowers it.
@@ -116,9 +117,10 @@ class AutoLimit:
         `bound` of them by generations the service accepted."""
         if 2 * (in_use + 1) < self.limit:
             return  # the limit was not being used: its size taught nothing
-        # Growing takes proof: the service held the whole limit of ours when this ended
-        # (POSTs merely in flight prove nothing, and many at once overshoot the cap).
-        filled = bound + 1 >= self.limit
+        # Growing takes proof: the service held (nearly) the whole limit of ours when this
+        # ended. POSTs in flight prove nothing, and many at once overshoot the cap (a
+        # quarter of the limit may be, or a burst of completions could not grow it).
+        filled = bound + 1 >= self.limit - self.limit // 4
         if self.ceiling is None:
             if filled:
                 self._set(self.limit + 1)

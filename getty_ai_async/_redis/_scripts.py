@@ -137,7 +137,7 @@ local function finished()
   if FIXED > 0 then return end
   local current = limit()
   if 2 * (used() + 1) < current then return end
-  local filled = redis.call('ZCARD', PENDING) + 1 >= current
+  local filled = redis.call('ZCARD', PENDING) + 1 >= current - math.floor(current / 4)
   local ceiling = num('ceiling', nil)
   if not ceiling then
     if filled then set_limit(current + 1) end
