@@ -246,7 +246,7 @@ class RedisLimiter:
         self._ceiling = 0
         self._scripts: dict[str, Any] = {}
         self._listener: BackgroundTask | None = None
-        self._subscribed = anyio.Event()
+        self._subscribed: anyio.Event | None = None  # made on the event loop, in `_ensure`
         self._keeper: BackgroundTask | None = None
         self._connected = False
         self._connecting: anyio.Lock | None = None
@@ -513,10 +513,10 @@ class RedisLimiter:
                 raise self._unavailable(exc) from None
             self._connected = True
             if self._listener is None:
-                self._subscribed = anyio.Event()
+                subscribed = self._subscribed = anyio.Event()
                 self._listener = spawn(self._listen, name="getty-ai redis listener")
                 with anyio.move_on_after(_SUBSCRIBE_WAIT):
-                    await self._subscribed.wait()
+                    await subscribed.wait()
 
     async def _eval(self, name: str, *args: Any) -> Any:
         """One round trip: the script `name` on the account's keys."""
@@ -690,7 +690,8 @@ class RedisLimiter:
             pubsub = self._redis().pubsub()
             try:
                 await pubsub.subscribe(grant_channel, room_channel)
-                self._subscribed.set()
+                if self._subscribed is not None:
+                    self._subscribed.set()
                 delay = _BACKOFF_FIRST
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
