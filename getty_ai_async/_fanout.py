@@ -501,7 +501,7 @@ class _Engine:
         item = _Item(index, key, request)
         record = await self.journal.lookup(key) if self.journal is not None else None
         if record is None:
-            await self._start_submit(item, group)
+            self._start_submit(item, group)
             return
         item.attempts = record.attempts
         state = record.state
@@ -515,7 +515,7 @@ class _Engine:
             assert self.journal is not None
             await self.journal.forget(key)
             item.attempts = 0
-            await self._start_submit(item, group)
+            self._start_submit(item, group)
         else:
             self._replay(item, record)
 
@@ -608,7 +608,7 @@ class _Engine:
             await self._resume(item, found)
         elif self.retry_uncertain:
             await self.journal.forget(item.key)
-            await self._start_submit(item, group)
+            self._start_submit(item, group)
         else:
             error = SubmissionUncertainError(
                 item.key, "an earlier run sent it and got no reply", history_checked=True
@@ -619,23 +619,22 @@ class _Engine:
 
     # ------------------------------------------------------------- submitting
 
-    async def _start_submit(self, item: _Item, group: TaskGroup) -> None:
-        # Each submit takes its lease in its own task: with a shared limiter a lease
-        # costs a round trip, and the feeder must not wait for one before reading the
-        # next input. At most the cap's worth of inputs are open (see `_feed`), so at
-        # most that many wait for a lease (first come, first served).
-        await anyio.lowlevel.checkpoint()
+    def _start_submit(self, item: _Item, group: TaskGroup) -> None:
+        # Each submit takes its lease in its own task (in `submit`): with a shared
+        # limiter a lease costs a round trip, and the feeder must not wait for one before
+        # reading the next input. At most the cap's worth of inputs are open (see
+        # `_feed`), so at most that many wait for a lease, first come first served.
         item.scope = anyio.CancelScope()
         self._submitting.add(item)
-        group.start_soon(self._submit, item, [])
+        group.start_soon(self._submit, item)
 
     @ki_protected
-    async def _submit(self, item: _Item, leases: list[Any]) -> None:
+    async def _submit(self, item: _Item) -> None:
         assert item.request is not None
         assert item.scope is not None
         journal = self.journal
         body = item.request.to_body()
-        state = SubmitState(label=item.key, attempts=item.attempts, leases=leases)
+        state = SubmitState(label=item.key, attempts=item.attempts)
 
         async def leaving() -> None:
             if self._stopping:
