@@ -69,6 +69,20 @@ async def test_leases_not_refreshed_expire_and_wake_a_waiter() -> None:
     assert other.expires_at > anyio.current_time()
 
 
+async def test_a_lease_that_expired_while_its_post_was_out_counts_again_once_bound() -> None:
+    limiter = PendingLimiter(1, lease_ttl=0.05)
+    slow = await limiter.acquire()  # its POST takes longer than the lease lives
+    with anyio.fail_after(1):
+        other = await limiter.acquire()
+    assert slow.released
+    await limiter.bind(slow, "gen-slow")  # the service accepted it all the same
+    await limiter.bind(other, "gen-other")
+    assert (limiter.in_use, limiter.bound_count) == (2, 2), "both generations take room"
+    await limiter.release(slow, finished=True)
+    await limiter.release(other, finished=True)
+    assert limiter.in_use == 0
+
+
 async def test_room_after_a_refusal_wakes_one_waiter_per_generation_that_ended() -> None:
     limiter = PendingLimiter(4)
     leases = [await limiter.acquire() for _ in range(2)]

@@ -177,6 +177,25 @@ async def test_a_dead_workers_leases_expire_and_wake_a_waiter(workers: Workers) 
     await alive.release(taken, finished=False)
 
 
+async def test_a_lease_that_expired_while_its_post_was_out_counts_again_once_bound(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    stalled, other = workers(max_pending=1), workers(max_pending=1)
+    slow = await stalled.acquire()
+    # Its worker stalled past the lease's life: Redis dropped it, and gave the slot away.
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    await redis.zrem(f"getty-ai:{{{account_hash(KEY)}}}:leases", slow.token)
+    with anyio.fail_after(3):
+        taken = await other.acquire()
+    await stalled.bind(slow, "gen-slow")  # the service accepted it all the same
+    await other.bind(taken, "gen-other")
+    limits = await other.account_limits()
+    assert (limits.in_use, limits.bound) == (2, 2), "both generations take room"
+    await stalled.release(slow, finished=True)
+    await other.release(taken, finished=True)
+    assert (await other.account_limits()).in_use == 0
+
+
 async def test_an_unbound_lease_lives_while_its_worker_does(workers: Workers) -> None:
     holder = workers(max_pending=1, lease_ttl=0.3, recheck_interval=0.02)
     other = workers(max_pending=1, lease_ttl=0.3, recheck_interval=0.02)
