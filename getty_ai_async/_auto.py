@@ -4,10 +4,12 @@ One small state machine, used by the in-process `PendingLimiter`; the Redis back
 the same rules in Lua (`_redis/_scripts.py`) on state shared by every worker of the
 account, and the unit tests drive both through the same scenarios.
 
-- **Slow start**: the limit starts at 4 and grows by one per generation that finishes
-  while the service held at least three quarters of the limit (accepted, not merely
-  sent), so it doubles every generation-time without running ahead of what the service
-  took.
+- **Slow start**: the limit starts at 4 and grows by one per submit the service accepts
+  while it holds at least three quarters of the limit (accepted, not merely sent). An
+  acceptance is the proof that the cap is higher, and it comes a POST's round trip after
+  the submit, not a generation-time later: the limit climbs to the cap within the first
+  generation-time, with only a few POSTs in flight when it gets there (each acceptance
+  lets one more out), so the first refusal comes alone.
 - **A 429 of the pending cap** (one without Retry-After) while ``p`` generations of the
   account are pending sets the ceiling, and the limit, to ``p`` at once (never above the
   limit that was refused). A 429 of the request rate never lowers it.
@@ -100,14 +102,17 @@ class AutoLimit:
         """The service accepted a submit made under a lease of `lease_epoch`; `bound`
         generations are pending now."""
         self.streak = 0
-        if lease_epoch < self.epoch and self.ceiling is not None and bound > self.ceiling:
+        if self.ceiling is None:
+            if bound >= self.limit - self.limit // 4:
+                self._set(self.limit + 1)
+            return
+        if lease_epoch < self.epoch and bound > self.ceiling:
             # In flight when the cap was hit, and accepted: it was pending at the service
             # then, though not counted in `p` (many workers have many POSTs in flight).
             self.ceiling = min(bound, self.refused_at - 1)
             self._set(max(self.limit, self.ceiling))
             return
-        growing = self.ceiling is not None and self.limit > self.ceiling and self.step > 1
-        if growing and bound >= self.limit:
+        if self.limit > self.ceiling and self.step > 1 and bound >= self.limit:
             # A step after a probe that held filled the raised limit: the cap went up.
             self._set(self.limit + self.step)
             self.step *= 2
@@ -115,16 +120,14 @@ class AutoLimit:
     def finished(self, in_use: int, bound: int) -> None:
         """A generation ended at the service; `in_use` leases are held after its release,
         `bound` of them by generations the service accepted."""
-        if 2 * (in_use + 1) < self.limit:
-            return  # the limit was not being used: its size taught nothing
+        if self.ceiling is None or 2 * (in_use + 1) < self.limit:
+            # Slow start grows on acceptances; and a limit that was not being used
+            # taught nothing by its size.
+            return
         # Growing takes proof: the service held (nearly) the whole limit of ours when this
         # ended. POSTs in flight prove nothing, and many at once overshoot the cap (a
         # quarter of the limit may be, or a burst of completions could not grow it).
         filled = bound + 1 >= self.limit - self.limit // 4
-        if self.ceiling is None:
-            if filled:
-                self._set(self.limit + 1)
-            return
         if self.limit > self.ceiling:
             if self.step == 1 and filled:
                 self.clean += 1

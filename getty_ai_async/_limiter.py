@@ -36,8 +36,9 @@ class PendingLimiter:
     """Leases on the pending cap, for one process (the default `AsyncGettyAI.limiter`).
 
     With an int, at most that many leases are out. With ``"auto"`` the limit starts at
-    4 and grows by one per finished generation until the first 429 of the pending cap;
-    such a 429 sets the ceiling to the generations of ours pending at that moment. A
+    4 and grows by one per submit the service accepts while it holds most of the limit,
+    until the first 429 of the pending cap; such a 429 sets the ceiling to the
+    generations of ours pending at that moment. A
     429 with Retry-After (the request rate) never lowers it. After a stretch without
     refusals it probes one above the ceiling, and once a probe succeeds it grows
     quickly (doubling its steps) until the next refusal, so a cap raised mid-run is

@@ -120,14 +120,18 @@ local function accepted(lease_epoch)
   local ceiling = num('ceiling', nil)
   local current = limit()
   local bound = redis.call('ZCARD', PENDING)
-  if ceiling and lease_epoch < num('epoch', 0) and bound > ceiling then
+  if not ceiling then
+    if bound >= current - math.floor(current / 4) then set_limit(current + 1) end
+    return
+  end
+  if lease_epoch < num('epoch', 0) and bound > ceiling then
     ceiling = math.min(bound, num('refused_at', bound + 1) - 1)
     redis.call('HSET', STATE, 'ceiling', ceiling)
     set_limit(math.max(current, ceiling))
     return
   end
   local step = num('step', 1)
-  if ceiling and current > ceiling and step > 1 and bound >= current then
+  if current > ceiling and step > 1 and bound >= current then
     set_limit(current + step)
     redis.call('HSET', STATE, 'step', step * 2)
   end
@@ -136,13 +140,9 @@ end
 local function finished()
   if FIXED > 0 then return end
   local current = limit()
-  if 2 * (used() + 1) < current then return end
-  local filled = redis.call('ZCARD', PENDING) + 1 >= current - math.floor(current / 4)
   local ceiling = num('ceiling', nil)
-  if not ceiling then
-    if filled then set_limit(current + 1) end
-    return
-  end
+  if not ceiling or 2 * (used() + 1) < current then return end
+  local filled = redis.call('ZCARD', PENDING) + 1 >= current - math.floor(current / 4)
   if current > ceiling then
     if num('step', 1) == 1 and filled then
       local clean = num('clean', 0) + 1

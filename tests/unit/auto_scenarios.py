@@ -22,10 +22,15 @@ def scenario(function: Scenario) -> Scenario:
 
 
 class Account:
-    """The generations of one account pending at the service, as the limiter sees them."""
+    """The generations of one account pending at the service, as the limiter sees them.
 
-    def __init__(self, limiter: Limiter) -> None:
+    With a `cap`, the service refuses a submit while that many are pending (a 429 of the
+    pending cap); without one, it accepts every submit.
+    """
+
+    def __init__(self, limiter: Limiter, *, cap: int | None = None) -> None:
         self.limiter = limiter
+        self.cap = cap
         self.pending: list[Lease] = []
         self.number = 0
 
@@ -33,18 +38,27 @@ class Account:
     def limit(self) -> int:
         return self.limiter.statistics().limit
 
-    async def submit(self) -> Lease:
-        """A submit the service accepts."""
+    async def submit(self) -> Lease | None:
+        """A submit: accepted (its lease), or refused at the cap (None)."""
         lease = await self.limiter.acquire()
+        if self.cap is not None and len(self.pending) >= self.cap:
+            await self.limiter.refused(lease, pending_cap=True)
+            return None
         self.number += 1
         await self.limiter.bind(lease, f"gen-{self.number}")
         self.pending.append(lease)
         return lease
 
+    async def submit_many(self, count: int) -> None:
+        """Submits one after the other, each accepted."""
+        for _ in range(count):
+            assert await self.submit() is not None
+
     async def fill(self) -> None:
-        """Submit until the limit is reached."""
+        """Submit until the limit is reached, or the service refuses one."""
         while len(self.pending) < self.limit:
-            await self.submit()
+            if await self.submit() is None:
+                return
 
     async def finish(self, count: int = 1) -> None:
         """The oldest generations end, and each freed slot is filled again at once."""
@@ -57,6 +71,11 @@ class Account:
         for _ in range(count):
             await self.limiter.release(self.pending.pop(0), finished=finished)
 
+    async def adopt(self, count: int) -> None:
+        """Generations resumed from a journal: pending, and no news about the cap."""
+        for number in range(count):
+            self.pending.append(await self.limiter.adopt(f"resumed-{number}"))
+
     async def refuse(self, lease: Lease | None = None, *, pending_cap: bool = True) -> None:
         """A submit (under `lease`, else a new one) gets a 429."""
         if lease is None:
@@ -65,14 +84,15 @@ class Account:
 
 
 @scenario
-async def slow_start_doubles_every_generation_time(limiter: Limiter) -> None:
+async def slow_start_grows_on_each_submit_the_service_accepts(limiter: Limiter) -> None:
     account = Account(limiter)
-    assert account.limit == 4
-    await account.fill()
-    await account.finish(4)  # one generation-time at 4
-    assert account.limit == 8
-    await account.finish(8)
-    assert account.limit == 16
+    limits = []
+    for _ in range(10):
+        await account.submit()
+        limits.append(account.limit)
+    # One more per acceptance once the service holds three quarters of the limit: no
+    # need to wait a generation-time for one to finish.
+    assert limits == [4, 4, 5, 6, 7, 8, 9, 10, 11, 12], limits
 
 
 @scenario
@@ -80,14 +100,23 @@ async def slow_start_grows_on_what_the_service_holds_not_on_posts_in_flight(
     limiter: Limiter,
 ) -> None:
     account = Account(limiter)
-    await account.fill()
-    await account.end()  # the service held all 4 when it ended: 5
-    assert account.limit == 5
+    await account.submit_many(2)
     in_flight = [await limiter.acquire() for _ in range(2)]  # two POSTs not answered yet
-    await account.end()  # 2 accepted of a limit of 5: nothing proves the cap is above 5
-    assert account.limit == 5
+    await account.end(2)  # 2 of a limit of 4 ended and none is held: nothing proves more
+    assert account.limit == 4
     for lease in in_flight:
         await limiter.refused(lease, pending_cap=False)
+
+
+@scenario
+async def slow_start_finds_the_cap_within_a_generation_time_with_one_refusal(
+    limiter: Limiter,
+) -> None:
+    account = Account(limiter, cap=32)
+    await account.fill()  # no generation has finished yet
+    assert account.limit == 32
+    assert len(account.pending) == 32
+    assert limiter.statistics().refused == 1
 
 
 @scenario
@@ -102,10 +131,9 @@ async def an_unused_limit_does_not_grow(limiter: Limiter) -> None:
 @scenario
 async def a_refusal_sets_the_ceiling_to_what_is_pending(limiter: Limiter) -> None:
     account = Account(limiter)
-    await account.fill()
-    await account.finish(20)
+    await account.submit_many(22)
     assert account.limit == 24
-    await account.end(17, finished=False)  # the cap dropped to 7, and the rest were given up
+    await account.end(15, finished=False)  # the cap dropped to 7, and the rest were given up
     await account.refuse()
     assert account.limit == 7, "straight to the number pending, not a multiplicative cut"
     assert limiter.statistics().refused == 1
@@ -122,12 +150,11 @@ async def a_rate_429_never_lowers_the_limit(limiter: Limiter) -> None:
 @scenario
 async def a_refusal_is_never_above_the_refused_limit(limiter: Limiter) -> None:
     account = Account(limiter)
-    await account.fill()
-    await account.finish(4)
+    await account.submit_many(6)
+    await account.adopt(1)
     assert account.limit == 8
-    await account.end(finished=False)
     lease = await limiter.acquire()
-    account.pending.append(await limiter.adopt("resumed"))  # 8 pending again
+    await account.adopt(1)  # 8 pending
     await account.refuse(lease)  # refused with 8 of ours pending under a limit of 8: <= 7
     assert account.limit == 7
 
@@ -135,10 +162,8 @@ async def a_refusal_is_never_above_the_refused_limit(limiter: Limiter) -> None:
 @scenario
 async def a_stale_refusal_teaches_nothing(limiter: Limiter) -> None:
     account = Account(limiter)
-    await account.fill()
-    await account.finish(8)
+    await account.submit_many(10)
     assert account.limit == 12
-    await account.end(2, finished=False)
     early = await limiter.acquire()
     late = await limiter.acquire()
     await account.refuse(early)  # both were in flight when the cap was hit
@@ -150,10 +175,9 @@ async def a_stale_refusal_teaches_nothing(limiter: Limiter) -> None:
 @scenario
 async def posts_in_flight_at_a_refusal_and_accepted_raise_the_ceiling(limiter: Limiter) -> None:
     account = Account(limiter)
-    await account.fill()
-    await account.finish(8)
+    await account.submit_many(10)
     assert account.limit == 12
-    await account.end(3, finished=False)
+    await account.end(finished=False)
     refused, *in_flight = [await limiter.acquire() for _ in range(3)]
     await account.refuse(refused)  # 9 accepted so far: ceiling 9
     assert account.limit == 9
@@ -168,9 +192,9 @@ async def posts_in_flight_at_a_refusal_and_accepted_raise_the_ceiling(limiter: L
 @scenario
 async def refusals_in_a_row_cut_deeper_and_deeper(limiter: Limiter) -> None:
     account = Account(limiter)
-    await account.fill()
-    await account.finish(28)
-    assert account.limit == 32
+    await account.submit_many(30)
+    await account.adopt(2)
+    assert (account.limit, len(account.pending)) == (32, 32)
     limits = []
     while len(account.pending) > 8:  # the cap was cut to 8: each slot freed is refused
         await account.end(finished=False)
@@ -186,21 +210,20 @@ async def refusals_in_a_row_cut_deeper_and_deeper(limiter: Limiter) -> None:
     assert account.limit == 7, "the first of a new streak: one below the limit"
 
 
-async def _ceiling_of_seven(account: Account) -> None:
-    await account.fill()
-    await account.finish(4)
-    await account.end(finished=False)
-    await account.refuse()  # 7 pending
+async def _ceiling_of_seven(limiter: Limiter) -> Account:
+    account = Account(limiter, cap=7)
+    await account.fill()  # refused with 7 pending
     assert account.limit == 7
     assert len(account.pending) == 7
+    return account
 
 
 @scenario
 async def probes_after_a_clean_stretch_and_grows_fast_while_they_succeed(limiter: Limiter) -> None:
-    account = Account(limiter)
-    await _ceiling_of_seven(account)
+    account = await _ceiling_of_seven(limiter)
     await account.finish(2 * 7 - 1)
     assert account.limit == 7, "no probe before two generation-times without a refusal"
+    account.cap = None  # raised meanwhile
     await account.end()  # the 14th completion: a probe one above
     limits = [account.limit]
     await account.fill()  # the service takes 8 of ours
@@ -216,8 +239,7 @@ async def probes_after_a_clean_stretch_and_grows_fast_while_they_succeed(limiter
 
 @scenario
 async def a_probe_finding_the_same_ceiling_waits_longer_next_time(limiter: Limiter) -> None:
-    account = Account(limiter)
-    await _ceiling_of_seven(account)
+    account = await _ceiling_of_seven(limiter)
 
     async def completions_until_probe() -> int:
         count = 0
