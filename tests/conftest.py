@@ -116,8 +116,8 @@ def redis_binary() -> str:
 def redis_server(redis_binary: str, tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for one test, stopped at its end."""
     server = RedisServer(redis_binary, tmp_path)
-    server.start()
     try:
+        server.start()  # one that started and never answered is stopped too
         yield server
     finally:
         server.stop()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,30 @@ WORKER = Path(__file__).with_name("redis_worker.py")
 KEY = "scale-key"
 
 
-def spawn_worker(config: dict[str, Any]) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603 - our own interpreter running our own script
-        [sys.executable, str(WORKER), json.dumps(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])},
-    )
+Spawn = Callable[[dict[str, Any]], subprocess.Popen[str]]
+
+
+@pytest.fixture
+def spawn_worker() -> Iterator[Spawn]:
+    """``spawn_worker(config)``: a worker process, killed at the end if still running."""
+    started: list[subprocess.Popen[str]] = []
+
+    def spawn(config: dict[str, Any]) -> subprocess.Popen[str]:
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter running our own script
+            [sys.executable, str(WORKER), json.dumps(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])},
+        )
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        if worker.poll() is None:  # a test that failed midway
+            worker.kill()
+            worker.communicate()
 
 
 def finish(worker: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
@@ -57,7 +74,9 @@ async def account(url: str) -> RedisLimiter:
     return limiter
 
 
-def test_k_workers_never_exceed_the_account_cap_together(redis_server: RedisServer) -> None:
+def test_k_workers_never_exceed_the_account_cap_together(
+    redis_server: RedisServer, spawn_worker: Spawn
+) -> None:
     cap, n, shards = 8, 500, 3
     sandbox = Sandbox(
         pending_seconds=(1.0, 3.0), time_scale=0.02, pending_limit=cap, images_per_generation=1
@@ -106,7 +125,9 @@ def wait_for(predicate: Any, timeout: float = 30) -> None:
         time.sleep(0.01)
 
 
-def test_a_killed_workers_leases_come_back_after_lease_ttl(redis_server: RedisServer) -> None:
+def test_a_killed_workers_leases_come_back_after_lease_ttl(
+    redis_server: RedisServer, spawn_worker: Spawn
+) -> None:
     cap = 4
     sandbox = Sandbox(pending_seconds=60, pending_limit=cap, images_per_generation=1)
     with run_in_thread(sandbox) as served:
@@ -132,7 +153,7 @@ def test_a_killed_workers_leases_come_back_after_lease_ttl(redis_server: RedisSe
 
 
 def test_a_worker_restarted_on_its_journal_takes_its_leases_over(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, spawn_worker: Spawn
 ) -> None:
     cap, n = 4, 10
     sandbox = Sandbox(

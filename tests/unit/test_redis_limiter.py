@@ -197,10 +197,12 @@ async def test_a_lease_that_expired_while_its_post_was_out_counts_again_once_bou
 
 
 async def test_an_unbound_lease_lives_while_its_worker_does(workers: Workers) -> None:
-    holder = workers(max_pending=1, lease_ttl=0.3, recheck_interval=0.02)
-    other = workers(max_pending=1, lease_ttl=0.3, recheck_interval=0.02)
+    # Unbound, it lives 0.75 s (15 re-checks) unless its worker re-checks; a loaded
+    # machine may stall the worker's event loop up to 0.7 s without losing it.
+    holder = workers(max_pending=1, lease_ttl=1.0, recheck_interval=0.05)
+    other = workers(max_pending=1, lease_ttl=1.0, recheck_interval=0.05)
     lease = await holder.acquire()  # a POST that takes its time
-    with anyio.move_on_after(0.8):
+    with anyio.move_on_after(2.0):
         await other.acquire()
         pytest.fail("the lease of a live worker expired")
     await holder.refused(lease, pending_cap=False)
@@ -232,8 +234,8 @@ async def test_a_dead_waiter_leaves_the_queue(
 async def test_a_slot_granted_to_a_waiter_that_just_died_comes_back_soon(
     workers: Workers, server: fakeredis.FakeServer
 ) -> None:
-    holder = workers(max_pending=1, lease_ttl=30)
-    alive = workers(max_pending=1, lease_ttl=30)
+    holder = workers(max_pending=1, lease_ttl=600)
+    alive = workers(max_pending=1, lease_ttl=600)
     held = await holder.acquire()
     await holder.bind(held, "gen-1")
     # A worker killed while waiting, first in the queue, its heartbeat still fresh.
@@ -248,13 +250,12 @@ async def test_a_slot_granted_to_a_waiter_that_just_died_comes_back_soon(
 
         group.start_soon(take)
         await anyio.sleep(0.05)
-        started = anyio.current_time()
         await holder.release(held, finished=True)  # the slot goes to the dead waiter
-        with anyio.fail_after(5):
+        with anyio.fail_after(60):  # it comes back long before a lease would expire
             while not got:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-    # Back after the short waiter expiry (2 s here), not the 30 s of a lease.
-    assert anyio.current_time() - started < 4
+    # What expired is the dead waiter's slot (the short waiter expiry), not a lease.
+    assert (await alive.account_limits()).expired == 1
 
 
 async def test_a_generation_ending_wakes_one_refused_submit_per_worker(workers: Workers) -> None:
