@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import anyio
-import sniffio
 
 from .._auto import AUTO_MAX, AUTO_START, PROBE_MAX, PROBE_MIN
-from .._background import BackgroundTask, spawn
+from .._background import BackgroundTask, running_trio, spawn
 from .._constants import DEFAULT_MAX_PENDING
 from .._lease import Lease, LimiterStatistics
 from .._limiter import DEFAULT_LEASE_TTL, MaxPending
@@ -496,7 +495,7 @@ class RedisLimiter:
             )
         if self._connected:
             return
-        if sniffio.current_async_library() != "asyncio":
+        if running_trio():
             raise RuntimeError("RedisLimiter runs under asyncio (redis-py's client), not trio")
         if self._connecting is None:
             self._connecting = anyio.Lock()

@@ -494,3 +494,14 @@ async def test_a_client_whose_redis_is_down_fails_at_start(
     with pytest.raises(errors.LimiterUnavailableError, match=re.escape("127.0.0.1:1")):
         async with AsyncGettyAI(api_key=KEY):
             pass
+
+
+def test_under_trio_it_says_it_needs_asyncio() -> None:
+    trio = pytest.importorskip("trio")
+    limiter = RedisLimiter(redis=fakeredis.FakeAsyncRedis(), api_key=KEY)
+
+    async def connect() -> None:
+        with pytest.raises(RuntimeError, match="asyncio"):
+            await limiter.connect()
+
+    trio.run(connect)
