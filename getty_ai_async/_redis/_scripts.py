@@ -18,8 +18,8 @@ cluster keeps them on one shard):
 
 Every script first drops what expired, then does its work, then hands free slots to
 the head of the queue (`grant`), publishing ``<epoch> <token>...`` on each granted
-worker's channel ``...:grant:<worker>``; a generation that ends publishes on
-``...:room``. Times come from ``TIME`` in Redis, never from a worker's clock.
+worker's channel ``...:grant:<worker>`` and naming them in its reply; a generation that
+ends publishes on ``...:room``. Times come from ``TIME`` in Redis, never from a worker's clock.
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ local function worker_of(token)
   return string.match(token, '^(.*):[^:]*$') or token
 end
 
+-- Waiters granted by this script: the reply names them too, so a worker whose call
+-- freed a slot for its own waiter does not wait for the publish to come back.
+local GRANTED = {}
+
 local function grant()
   local free = limit() - used()
   if free <= 0 then return end
@@ -104,6 +108,7 @@ local function grant()
     redis.call('ZREM', QUEUE, waiter)
     redis.call('ZREM', WAITERS, waiter)
     redis.call('ZADD', LEASES, NOW + WAITER_TTL, waiter)
+    table.insert(GRANTED, waiter)
     local worker = worker_of(waiter)
     messages[worker] = (messages[worker] or epoch) .. ' ' .. waiter
   end
@@ -190,6 +195,7 @@ local function reply(flag, extra)
   if extra then
     for _, value in ipairs(extra) do table.insert(result, value) end
   end
+  for _, waiter in ipairs(GRANTED) do table.insert(result, waiter) end
   return result
 end
 """

@@ -110,6 +110,30 @@ async def test_a_grant_costs_the_waiter_no_round_trip(workers: Workers) -> None:
     assert waiter.round_trips["sync"] <= 1
 
 
+async def test_a_slot_freed_for_a_waiter_of_the_same_worker_comes_with_the_reply(
+    workers: Workers,
+) -> None:
+    limiter = workers(max_pending=1, recheck_interval=30)
+    held = await limiter.acquire()
+    await limiter.bind(held, "gen-1")
+    async with anyio.create_task_group() as group:
+        got: list[Lease] = []
+
+        async def take() -> None:
+            got.append(await limiter.acquire())
+
+        group.start_soon(take)
+        await until(lambda: limiter.statistics().waiting == 1)
+        assert limiter._listener is not None
+        limiter._listener.cancel()  # no publish can reach this worker now
+        await limiter._listener.wait()
+        await limiter.release(held, finished=True)
+        with anyio.fail_after(5):  # the re-check is 30 s away: only the reply can grant it
+            while not got:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        await limiter.release(got[0], finished=False)
+
+
 async def test_a_cancelled_waiter_holds_nothing(workers: Workers) -> None:
     limiter = workers(max_pending=1)
     held = await limiter.acquire()
