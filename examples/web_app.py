@@ -1,6 +1,6 @@
 """A small async web app: submit a prompt, let the browser poll for the result.
 
-    python examples/web_app.py [--port 8080]      # then open http://127.0.0.1:8080
+    python examples/web_app.py [--port 8080] [--redis URL]   # then open http://127.0.0.1:8080
 
 Getty's advice for generation in web apps: do not hold a request open for the up to a
 minute a generation takes. ``POST /generate`` submits with ``wait=False`` and answers
@@ -11,6 +11,10 @@ It is a plain ASGI app (no framework), served by uvicorn (in the ``cli`` extra).
 uses the sandbox unless GETTY_USE_REAL_API=1 and GETTY_API_KEY are set; with the
 sandbox, it also serves the sandbox's image URLs under /cdn/ so the browser can show
 them.
+
+Running several copies of the app (processes, machines) on one account? Give each the
+same ``--redis URL``: their pending generations then count against one shared cap (and
+one request budget), as Getty counts them, instead of one cap per copy.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 import anyio
 
-from getty_ai_async import AsyncGettyAI, Generation, errors
+from getty_ai_async import AsyncGettyAI, Generation, RedisLimiter, errors
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -91,12 +95,18 @@ async function poll(id) {
 """
 
 
-def make_client() -> AsyncGettyAI:
+def make_client(redis: str | None = None) -> AsyncGettyAI:
+    """The app's one client; with `redis`, its cap is shared with every copy of the app."""
+    options: dict[str, Any] = {}
+    if redis is not None:
+        options["limiter"] = RedisLimiter(redis, max_pending=8)
     if os.environ.get("GETTY_USE_REAL_API") == "1" and os.environ.get("GETTY_API_KEY"):
-        return AsyncGettyAI()
+        return AsyncGettyAI(**options)
     # An empty CDN base makes the sandbox hand out relative image URLs (/cdn/...), which
     # this app forwards to the sandbox: the browser cannot reach an in-process host.
-    return AsyncGettyAI.sandbox(pending_seconds=(3.0, 6.0), time_scale=0.5, cdn_base_url="")
+    return AsyncGettyAI.sandbox(
+        pending_seconds=(3.0, 6.0), time_scale=0.5, cdn_base_url="", **options
+    )
 
 
 class HTTPError(Exception):
@@ -206,11 +216,11 @@ async def _json(send: Send, status: int, data: dict[str, Any]) -> None:
     await _reply(send, status, json.dumps(data).encode(), "application/json")
 
 
-async def main(host: str = "127.0.0.1", port: int = 8080) -> None:
+async def main(host: str = "127.0.0.1", port: int = 8080, redis: str | None = None) -> None:
     """Serve the app with uvicorn until Ctrl-C."""
     import uvicorn
 
-    async with make_client() as client:
+    async with make_client(redis) as client:
         config = uvicorn.Config(GeneratorApp(client), host=host, port=port, log_level="info")
         print(f"open http://{host}:{port}")
         await uvicorn.Server(config).serve()
@@ -220,9 +230,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Getty AI generator web demo")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--redis", metavar="URL", help="share the account's cap with other copies of the app"
+    )
     arguments = parser.parse_args()
     try:
         import uvicorn  # noqa: F401 - checked before starting, to fail with one line
     except ModuleNotFoundError:
         sys.exit(MISSING_UVICORN)
-    anyio.run(main, arguments.host, arguments.port)
+    anyio.run(main, arguments.host, arguments.port, arguments.redis)

@@ -30,6 +30,7 @@ from ._models import (
     SizeName,
 )
 from ._options import ClientOptions, GenerateOptions, SandboxOptions
+from ._redis import RedisLimiter
 from ._transport import RetryPolicy
 from ._version import __version__
 
@@ -60,6 +61,7 @@ __all__ = [
     "Mood",
     "PendingLimiter",
     "PreviewUrl",
+    "RedisLimiter",
     "RetryPolicy",
     "RunOptions",
     "RunStats",

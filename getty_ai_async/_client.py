@@ -39,7 +39,6 @@ from ._limiter import MaxPending, PendingLimiter
 from ._models import Generation, GenerationRequest
 from ._options import GenerateOptions, SandboxOptions
 from ._poller import Poller, PollStrategy
-from ._rate import RateBudget
 from ._resource import check_positive
 from ._transport import RetryPolicy, Transport
 from ._version import __version__
@@ -100,7 +99,9 @@ class AsyncGettyAI:
     tasks at once. Use it as ``async with AsyncGettyAI() as client:`` or call `aclose()`.
 
     Credentials come from the arguments, else the environment (``GETTY_API_KEY``,
-    ``GETTY_API_SECRET``, ``GETTY_BASE_URL``, ``GETTY_TOKEN_URL``). Without a token URL,
+    ``GETTY_API_SECRET``, ``GETTY_BASE_URL``, ``GETTY_TOKEN_URL``). With no `limiter`
+    and ``GETTY_REDIS_URL`` set, the pending cap (`max_pending`) and the QPS budget are
+    shared through Redis with every process of the account (a `RedisLimiter`). Without a token URL,
     a base URL on a Getty host uses Getty's, any other ``{base_url}/oauth2/token``.
     With a secret the client uses the OAuth2 client-credentials grant (or the password
     grant when `username`/`password` are given); with `access_token` it uses that token;
@@ -163,12 +164,23 @@ class AsyncGettyAI:
             raise ValidationError(
                 "password" if password is None else "username", "username and password go together"
             )
+        redis_url = os.environ.get("GETTY_REDIS_URL")
         if limiter is not None:
             if max_pending is not None:
                 raise ValidationError("limiter", "pass max_pending or limiter, not both")
             if not isinstance(limiter, Limiter):
                 raise ValidationError("limiter", f"{limiter!r} does not implement Limiter")
             self._limiter: Limiter = limiter
+        elif redis_url:
+            from ._redis import RedisLimiter
+
+            try:
+                self._limiter = RedisLimiter(
+                    redis_url,
+                    max_pending=DEFAULT_MAX_PENDING if max_pending is None else max_pending,
+                )
+            except ValueError as exc:
+                raise ValidationError("max_pending", str(exc)) from None
         else:
             try:
                 self._limiter = PendingLimiter(
@@ -238,12 +250,13 @@ class AsyncGettyAI:
                 send_once=self._send_token_request_once,
             )
         self._auth = GettyAuth(api_key, self.base_url, tokens)
-        budget = None
-        if max_requests_per_second is not None:
-            try:
-                budget = RateBudget(max_requests_per_second)
-            except ValueError as exc:
-                raise ValidationError("max_requests_per_second", str(exc)) from None
+        try:
+            # The limiter's budget: this process's, or one shared by the account's workers.
+            budget = self._limiter.attach(
+                api_key=api_key, max_requests_per_second=max_requests_per_second
+            )
+        except ValueError as exc:
+            raise ValidationError("max_requests_per_second", str(exc)) from None
         self._transport = Transport(self._http, self._auth, self.base_url, policy, budget)
         if poll_strategy not in ("adaptive", "fixed"):
             raise ValidationError(
@@ -409,10 +422,13 @@ class AsyncGettyAI:
         for run in list(self._runs):
             await run.stop()
         await self._poller.aclose()
+        await self._limiter.aclose()
         if self._owns_http:
             await self._http.aclose()
 
     async def __aenter__(self) -> Self:
+        # A shared limiter that cannot be reached fails here, before anything is sent.
+        await self._limiter.connect()
         return self
 
     async def __aexit__(

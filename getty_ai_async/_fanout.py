@@ -45,11 +45,12 @@ from ._reconcile import find_in_history
 from ._resource import build, check_positive
 from ._routes import ROUTES
 from ._sending import SendAborted
-from ._submission import SubmitState, acquire_leases, submit
+from ._submission import SubmitState, submit
 from .errors import (
     APIStatusError,
     GettyAIError,
     JournalError,
+    LimiterUnavailableError,
     RateLimitError,
     RecordedError,
     SubmissionUncertainError,
@@ -324,6 +325,7 @@ class _Engine:
         self._closed = False
         self._final: BaseException | None = None
         self._journal_failed: JournalError | None = None
+        self._limiter_failed: LimiterUnavailableError | None = None
         self._polls_at_start = 0
 
     # ------------------------------------------------------------ consumer side
@@ -414,6 +416,8 @@ class _Engine:
                 group.cancel_scope.cancel()
             if self._journal_failed is not None:
                 self._final = self._journal_failed
+            elif self._limiter_failed is not None:
+                self._final = self._limiter_failed
         except BaseException as exc:
             error = _unwrap(exc)
             if isinstance(error, Exception):
@@ -451,7 +455,8 @@ class _Engine:
     @ki_protected
     async def _feed(self, group: TaskGroup) -> None:
         with self._feed_scope:
-            while self._journal_failed is None:  # nothing more is sent without a journal
+            # Nothing more is sent without a journal, or without leases.
+            while self._journal_failed is None and self._limiter_failed is None:
                 # An outcome the consumer has not taken yet counts like a generation in
                 # flight: a consumer that falls behind stops new submissions.
                 while self._open >= min(limiter.statistics().limit for limiter in self.limiters):
@@ -496,7 +501,7 @@ class _Engine:
         item = _Item(index, key, request)
         record = await self.journal.lookup(key) if self.journal is not None else None
         if record is None:
-            await self._start_submit(item, group)
+            self._start_submit(item, group)
             return
         item.attempts = record.attempts
         state = record.state
@@ -510,7 +515,7 @@ class _Engine:
             assert self.journal is not None
             await self.journal.forget(key)
             item.attempts = 0
-            await self._start_submit(item, group)
+            self._start_submit(item, group)
         else:
             self._replay(item, record)
 
@@ -603,7 +608,7 @@ class _Engine:
             await self._resume(item, found)
         elif self.retry_uncertain:
             await self.journal.forget(item.key)
-            await self._start_submit(item, group)
+            self._start_submit(item, group)
         else:
             error = SubmissionUncertainError(
                 item.key, "an earlier run sent it and got no reply", history_checked=True
@@ -614,20 +619,22 @@ class _Engine:
 
     # ------------------------------------------------------------- submitting
 
-    async def _start_submit(self, item: _Item, group: TaskGroup) -> None:
-        # The lease is taken here, so the feeder waits while the cap is full.
-        leases = await acquire_leases(self.limiters)
+    def _start_submit(self, item: _Item, group: TaskGroup) -> None:
+        # Each submit takes its lease in its own task (in `submit`): with a shared
+        # limiter a lease costs a round trip, and the feeder must not wait for one before
+        # reading the next input. At most the cap's worth of inputs are open (see
+        # `_feed`), so at most that many wait for a lease, first come first served.
         item.scope = anyio.CancelScope()
         self._submitting.add(item)
-        group.start_soon(self._submit, item, leases)
+        group.start_soon(self._submit, item)
 
     @ki_protected
-    async def _submit(self, item: _Item, leases: list[Any]) -> None:
+    async def _submit(self, item: _Item) -> None:
         assert item.request is not None
         assert item.scope is not None
         journal = self.journal
         body = item.request.to_body()
-        state = SubmitState(label=item.key, attempts=item.attempts, leases=leases)
+        state = SubmitState(label=item.key, attempts=item.attempts)
 
         async def leaving() -> None:
             if self._stopping:
@@ -675,9 +682,12 @@ class _Engine:
             self._journal_broke(error)
             await self._failed(item, state, error, None)
         except GettyAIError as error:
+            if isinstance(error, LimiterUnavailableError):
+                self._limiter_broke(error)
             if journal is not None and state.first_sent_at is not None:
-                if isinstance(error, RateLimitError):
-                    # The account was busy: a rerun submits it as if never sent.
+                if isinstance(error, RateLimitError | LimiterUnavailableError):
+                    # Nothing was created (the account was busy, or no lease could be
+                    # had to try again): a rerun submits it as if never sent.
                     await self._forget(item)
                     await self._failed(item, state, error, None)
                 else:
@@ -746,6 +756,13 @@ class _Engine:
             await self.journal.forget(item.key)
         except JournalError as error:
             self._journal_broke(error)
+
+    def _limiter_broke(self, error: LimiterUnavailableError) -> None:
+        """No lease can be had (Redis is gone): stop submitting; accepted work goes on."""
+        if self._limiter_failed is None:
+            log.error("stopping submissions: %s", error)
+            self._limiter_failed = error
+            self._feed_scope.cancel()
 
     def _journal_broke(self, error: JournalError) -> None:
         if self._journal_failed is None:

@@ -12,6 +12,10 @@ a generation at the service, not to the call that watches it:
    a holder that stopped refreshing: a killed worker's slots come back by themselves);
 5. `release` when the service reports the generation finished, or its lease deadline
    passed, whoever is still listening.
+
+A client calls `attach` once when it is made (the account it works for and the request
+budget to draw from), `connect` in its ``async with`` (a shared backend that cannot be
+reached fails there, clearly) and `aclose` when it closes.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._transport import RequestBudget
 
 __all__ = ["Lease", "Limiter", "LimiterStatistics"]
 
@@ -29,7 +36,7 @@ _tokens = itertools.count(1)
 class Lease:
     """One unit of the pending cap; the object's identity is the holder."""
 
-    __slots__ = ("expires_at", "generation_request_id", "released", "token")
+    __slots__ = ("epoch", "expires_at", "generation_request_id", "released", "token")
 
     def __init__(self, expires_at: float, token: str | None = None) -> None:
         self.token = token or str(next(_tokens))
@@ -38,6 +45,9 @@ class Lease:
         """The generation it stands for, once the service accepted the POST."""
         self.expires_at = expires_at
         self.released = False
+        self.epoch = 0
+        """The version of an adaptive limit when the lease was taken: a refusal of a lease
+        taken before the limit last changed tells nothing new."""
 
     @property
     def bound(self) -> bool:
@@ -103,5 +113,21 @@ class Limiter(Protocol):
         ...
 
     def statistics(self) -> LimiterStatistics:
-        """A snapshot for progress displays."""
+        """A snapshot for progress displays (a shared backend's last known figures)."""
+        ...
+
+    def attach(
+        self, *, api_key: str, max_requests_per_second: float | None
+    ) -> RequestBudget | None:
+        """Called by the client that uses this limiter: the account's API key (a shared
+        backend names its keys after a hash of it) and the client's request-rate budget;
+        returns the budget every request draws from (None: no budget)."""
+        ...
+
+    async def connect(self) -> None:
+        """Make sure the backend can be used (`LimiterUnavailableError` if not)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and background tasks (the client's `aclose` calls it)."""
         ...

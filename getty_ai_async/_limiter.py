@@ -5,11 +5,16 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
+from ._auto import AUTO_MAX, AUTO_START, AutoLimit
 from ._lease import Lease, LimiterStatistics
+from ._rate import RateBudget
+
+if TYPE_CHECKING:
+    from ._transport import RequestBudget
 
 __all__ = ["DEFAULT_LEASE_TTL", "MaxPending", "PendingLimiter"]
 
@@ -17,14 +22,6 @@ MaxPending = int | Literal["auto"]
 
 DEFAULT_LEASE_TTL = 90.0
 """A generation can stay pending about a minute; a lease outlives that unrefreshed."""
-
-_AUTO_START = 4
-_AUTO_CEILING = 512
-# After a refusal, probe one above the ceiling only once this many generation-times (a
-# limit's worth of completions) passed without one; each probe that finds the same
-# ceiling again doubles the wait, up to the maximum, so a steady cap costs few 429s.
-_PROBE_AFTER = 2
-_PROBE_AFTER_MAX = 8
 
 
 class _Waiter:
@@ -39,12 +36,14 @@ class PendingLimiter:
     """Leases on the pending cap, for one process (the default `AsyncGettyAI.limiter`).
 
     With an int, at most that many leases are out. With ``"auto"`` the limit starts at
-    4 and grows by one per finished generation until the first 429 of the pending cap;
-    such a 429 sets the ceiling to the generations of ours pending at that moment. A
+    4 and grows by one per submit the service accepts while it holds most of the limit,
+    until the first 429 of the pending cap; such a 429 sets the ceiling to the
+    generations of ours pending at that moment. A
     429 with Retry-After (the request rate) never lowers it. After a stretch without
     refusals it probes one above the ceiling, and once a probe succeeds it grows
     quickly (doubling its steps) until the next refusal, so a cap raised mid-run is
-    found in a few generation-times.
+    found in a few generation-times; refusals in a row halve it, so a lowered cap is
+    found within one (the rules: `getty_ai_async._auto`).
     """
 
     def __init__(
@@ -52,7 +51,7 @@ class PendingLimiter:
         max_pending: MaxPending,
         *,
         lease_ttl: float = DEFAULT_LEASE_TTL,
-        ceiling: int = _AUTO_CEILING,
+        ceiling: int = AUTO_MAX,
     ) -> None:
         self.adaptive = max_pending == "auto"
         if isinstance(max_pending, bool) or not (
@@ -62,12 +61,8 @@ class PendingLimiter:
         if not lease_ttl > 0:
             raise ValueError(f"lease_ttl must be > 0 seconds, got {lease_ttl!r}")
         self._lease_ttl = lease_ttl
-        self._max = max(ceiling, _AUTO_START if self.adaptive else int(max_pending))
-        self._limit = _AUTO_START if self.adaptive else int(max_pending)
-        self._learned: int | None = None
-        self._clean = 0
-        self._step = 1
-        self._probe_after = _PROBE_AFTER
+        self._auto = AutoLimit(maximum=ceiling) if self.adaptive else None
+        self._limit = AUTO_START if self.adaptive else int(max_pending)
         self._leases: set[Lease] = set()
         self._bound = 0
         self._waiters: deque[_Waiter] = deque()
@@ -111,6 +106,20 @@ class PendingLimiter:
             expired=self._expired,
         )
 
+    # --------------------------------------------------------------- lifecycle
+
+    def attach(
+        self, *, api_key: str, max_requests_per_second: float | None
+    ) -> RequestBudget | None:
+        # One process: the account needs no name, and the budget is this process's.
+        return None if max_requests_per_second is None else RateBudget(max_requests_per_second)
+
+    async def connect(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
     # ------------------------------------------------------------------ leases
 
     async def acquire(self) -> Lease:
@@ -148,31 +157,34 @@ class PendingLimiter:
             lease.expires_at = anyio.current_time() + self._lease_ttl
             self._leases.add(lease)
         self._bind(lease, generation_request_id)
+        if self._auto is not None:
+            self._auto.accepted(self._bound, lease.epoch)
+            self._set_limit(self._auto.limit)
 
     async def refused(self, lease: Lease, *, pending_cap: bool) -> None:
         if pending_cap:
             self._refused += 1
-            if self.adaptive:
+            if self._auto is not None and lease in self._leases:
                 # The service refused while it held the generations of ours it had
                 # accepted: the account's cap (what is left of it for us) is that many.
-                self._learn(max(1, self._bound))
+                self._auto.refused(self._bound, lease.epoch)
+                self._set_limit(self._auto.limit)
         self._drop(lease)
 
     async def release(self, lease: Lease, *, finished: bool) -> None:
         if lease not in self._leases:
             return
         was_bound = lease.bound
-        # Only a limit that was in use has proven anything: growing it while most of it
-        # sits idle would leave it far above the account's cap when a burst comes.
-        utilized = len(self._leases) >= self._limit - 1
-        self._drop(lease)
+        self._drop(lease, grant=False)
         if was_bound:
             # One generation ended makes room for one refused submit, not for all of
             # them: waking every one would send them into the same 429 again.
             if self._room:
                 self._room.popleft().set()
-            if finished and self.adaptive and utilized:
-                self._grow()
+            if finished and self._auto is not None:
+                self._auto.finished(len(self._leases), self._bound)
+                self._limit = max(self._auto.limit, 1)
+        self._grant()
 
     async def refresh(self, leases: Sequence[Lease]) -> None:
         expires_at = anyio.current_time() + self._lease_ttl
@@ -193,6 +205,8 @@ class PendingLimiter:
 
     def _take(self) -> Lease:
         lease = Lease(anyio.current_time() + self._lease_ttl)
+        if self._auto is not None:
+            lease.epoch = self._auto.epoch
         self._leases.add(lease)
         self._next_expiry = min(self._next_expiry, lease.expires_at)
         return lease
@@ -201,13 +215,14 @@ class PendingLimiter:
         lease.generation_request_id = generation_request_id
         self._bound += 1
 
-    def _drop(self, lease: Lease) -> None:
+    def _drop(self, lease: Lease, *, grant: bool = True) -> None:
         if lease in self._leases:
             self._leases.discard(lease)
             lease.released = True
             if lease.bound:
                 self._bound -= 1
-        self._grant()
+        if grant:
+            self._grant()
 
     def _grant(self) -> None:
         while self._waiters and len(self._leases) < self._limit:
@@ -229,33 +244,5 @@ class PendingLimiter:
         self._next_expiry = min((lease.expires_at for lease in self._leases), default=math.inf)
 
     def _set_limit(self, value: int) -> None:
-        self._limit = min(max(value, 1), self._max)
+        self._limit = max(value, 1)
         self._grant()
-
-    def _learn(self, ceiling: int) -> None:
-        if self._learned == ceiling:
-            if self._limit == ceiling:
-                return  # another refusal of the same burst: nothing new learned
-            # A probe above the ceiling was refused: probe less often.
-            self._probe_after = min(self._probe_after * 2, _PROBE_AFTER_MAX)
-        else:
-            self._probe_after = _PROBE_AFTER
-        self._learned = ceiling
-        self._clean = 0
-        self._step = 1
-        self._set_limit(ceiling)
-
-    def _grow(self) -> None:
-        if self._learned is None:
-            self._set_limit(self._limit + 1)  # slow start: doubles every generation-time
-            return
-        self._clean += 1
-        probing = self._limit > self._learned
-        if self._clean < self._limit * (0.5 if probing else self._probe_after):
-            return
-        # A generation-time without refusal: probe one above, or grow faster while
-        # the probes keep succeeding (the cap was raised).
-        self._clean = 0
-        self._set_limit(self._limit + self._step)
-        if probing:
-            self._step *= 2

@@ -9,6 +9,7 @@ The hierarchy::
     ├── RecordedError              a failure replayed from a fan-out journal
     ├── JournalError               a fan-out journal could not be opened or written
     │   └── JournalLockedError     another process runs on the same journal
+    ├── LimiterUnavailableError    the shared limiter's Redis cannot be reached: nothing new sent
     ├── MalformedResponseError     a 2xx reply that is not what the API documents
     ├── ClientClosedError          the client was closed (names any generation left waiting)
     ├── APIConnectionError         no usable reply (connect, read, protocol errors)
@@ -45,6 +46,7 @@ __all__ = [
     "InternalServerError",
     "JournalError",
     "JournalLockedError",
+    "LimiterUnavailableError",
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -282,3 +284,15 @@ class ClientClosedError(GettyAIError, RuntimeError):
                 f"resume with generations.wait({generation_request_id!r}) on another client"
             )
         self.generation_request_id = generation_request_id
+
+
+class LimiterUnavailableError(GettyAIError):
+    """The store a shared limiter keeps the account's leases in (Redis) cannot be reached.
+
+    Nothing new is submitted without a lease. At start (the client's ``async with``, or
+    the first lease) it is raised at once; mid-run, new submissions first wait and retry
+    with backoff for the limiter's ``max_outage``. Generations already accepted keep
+    being polled and journaled meanwhile, so nothing is lost: a rerun on the same
+    journal picks up where this one stopped. The message names the store's address,
+    never its password.
+    """

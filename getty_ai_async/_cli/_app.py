@@ -13,6 +13,7 @@ from .._version import __version__
 from ._batch_command import batch
 from ._commands import download, extend, generate, get, history, refine, sizes, variations
 from ._errors import EXIT_INTERRUPTED, UsageError
+from ._limits_command import limits
 from ._run import cli_logging, echo_error, one_line, reporting_errors
 from ._sandbox_command import sandbox_app
 from ._settings import Settings, parse_max_pending
@@ -190,6 +191,7 @@ def _global_options(
 
 for _command in (generate, batch, get, download, sizes, history, variations, refine, extend):
     app.command()(_command)
+app.command()(limits)
 app.add_typer(sandbox_app, name="sandbox")
 
 

@@ -20,6 +20,7 @@ from ._inputs import STDIN, InputFormat, open_input
 from ._paths import writable_file, writable_folder
 from ._progress import PlainReporter, QuietReporter, Reporter, RichReporter
 from ._run import SandboxFlag, fail, reporting_errors, run_async, settings_of
+from ._scale_out import scale_out
 from ._settings import parse_max_pending
 
 __all__ = ["batch", "command_line"]
@@ -148,6 +149,24 @@ def batch(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the final summary.")
     ] = False,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            help="Share the account's pending cap, QPS budget and learned ceiling with every "
+            "worker using this Redis [default: env GETTY_REDIS_URL].",
+            metavar="URL",
+            show_default=False,
+        ),
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Worker I of K: take only the inputs whose key hashes to I (0-based).",
+            metavar="I/K",
+            show_default=False,
+        ),
+    ] = None,
     _sandbox: SandboxFlag = False,
 ) -> None:
     """Generate images for every prompt of FILE, many at once; rerun to resume.
@@ -159,11 +178,12 @@ def batch(
     if qps is not None and not qps > 0:
         fail(f"--qps must be > 0, got {qps}")
     with reporting_errors(settings):
+        scale = scale_out(redis, shard, settings.max_pending)
         job = BatchJob(
-            source=open_input(file, input_format),
+            source=scale.input(open_input(file, input_format)),
             out=out,
-            results=results or out / DEFAULT_RESULTS_NAME,
-            journal=journal or out / DEFAULT_JOURNAL_NAME,
+            results=results or scale.path(out / DEFAULT_RESULTS_NAME),
+            journal=journal or scale.path(out / DEFAULT_JOURNAL_NAME),
             download=download,
             images_per_prompt=images_per_prompt,
             max_pending=parse_max_pending(max_pending) if max_pending else None,
@@ -177,7 +197,7 @@ def batch(
 
     async def body() -> int:
         options = {} if qps is None else {"max_requests_per_second": qps}
-        async with settings.client(**options) as client:
+        async with settings.client(**options, **scale.client_options()) as client:
             result = await run_batch(client, job, reporter, handle_signals=True)
         in_process = settings.sandbox and settings.simulator is None
         typer.echo(summary(result, job, resume, in_process_sandbox=in_process))

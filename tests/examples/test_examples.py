@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import anyio
 import httpx
@@ -165,3 +166,18 @@ def test_web_app_without_uvicorn_says_which_extra_to_install() -> None:
         "web_app.py needs uvicorn, which comes with the 'cli' extra: "
         "pip install 'getty-ai-async[cli]'"
     ]
+
+
+def test_the_web_app_shares_its_cap_through_redis_when_told() -> None:
+    from getty_ai_async import RedisLimiter
+
+    client: AsyncGettyAI = load("web_app").make_client(redis="redis://:pw@127.0.0.1:1/0")
+    assert isinstance(client.limiter, RedisLimiter)
+    assert client.simulator is not None
+
+
+def test_workers_share_one_cap_through_redis(redis_server: Any) -> None:
+    report = load("workers").main(redis_server.url, workers=3, prompts=60, cap=4)
+    assert (report.prompts, report.done) == (60, 60)
+    assert report.peak_pending <= 4, "the workers together stayed within the account's cap"
+    assert report.refused == 0

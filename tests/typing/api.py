@@ -13,6 +13,8 @@ from getty_ai_async import (
     ClientOptions,
     Generation,
     GenerationOutcome,
+    LimiterStatistics,
+    RedisLimiter,
     RetryPolicy,
     SandboxOptions,
     errors,
@@ -52,3 +54,14 @@ async def headline_calls() -> None:
 
 def forward(options: ClientOptions, sandbox: SandboxOptions) -> tuple[AsyncGettyAI, AsyncGettyAI]:
     return AsyncGettyAI(**options), AsyncGettyAI.sandbox(**sandbox)
+
+
+async def scale_out() -> None:
+    limiter = RedisLimiter("rediss://:pw@redis.example:6380/0", max_pending="auto", lease_ttl=30)
+    async with AsyncGettyAI(limiter=limiter, max_requests_per_second=10) as client:
+        statistics: LimiterStatistics = client.limiter.statistics()
+        state = await limiter.account_limits()
+        try:
+            await client.generate("a fox")
+        except errors.LimiterUnavailableError as error:
+            print(error, statistics.limit, state.ceiling, limiter.round_trips["acquire"])

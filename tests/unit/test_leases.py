@@ -5,7 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from getty_ai_async import Lease, Limiter, PendingLimiter
+from getty_ai_async import Limiter, PendingLimiter
+from getty_ai_async._auto import probe_wait
+
+from .auto_scenarios import SCENARIOS
 
 
 async def test_a_pending_limiter_is_a_limiter() -> None:
@@ -66,6 +69,20 @@ async def test_leases_not_refreshed_expire_and_wake_a_waiter() -> None:
     assert other.expires_at > anyio.current_time()
 
 
+async def test_a_lease_that_expired_while_its_post_was_out_counts_again_once_bound() -> None:
+    limiter = PendingLimiter(1, lease_ttl=0.05)
+    slow = await limiter.acquire()  # its POST takes longer than the lease lives
+    with anyio.fail_after(1):
+        other = await limiter.acquire()
+    assert slow.released
+    await limiter.bind(slow, "gen-slow")  # the service accepted it all the same
+    await limiter.bind(other, "gen-other")
+    assert (limiter.in_use, limiter.bound_count) == (2, 2), "both generations take room"
+    await limiter.release(slow, finished=True)
+    await limiter.release(other, finished=True)
+    assert limiter.in_use == 0
+
+
 async def test_room_after_a_refusal_wakes_one_waiter_per_generation_that_ended() -> None:
     limiter = PendingLimiter(4)
     leases = [await limiter.acquire() for _ in range(2)]
@@ -90,78 +107,25 @@ async def test_room_after_a_refusal_wakes_one_waiter_per_generation_that_ended()
         group.cancel_scope.cancel()
 
 
-async def finish(limiter: PendingLimiter, count: int, held: list[Lease]) -> None:
-    """`count` generations end one by one, each while the limit is in use (`held`)."""
-    for number in range(count):
-        while len(held) < limiter.limit:
-            lease = await limiter.acquire()
-            await limiter.bind(lease, f"gen-{number}-{len(held)}")
-            held.append(lease)
-        await limiter.release(held.pop(0), finished=True)
-
-
-async def test_auto_grows_only_while_its_limit_is_in_use() -> None:
-    limiter = PendingLimiter("auto")
-    for number in range(20):  # one at a time: the limit of 4 is never in use
-        lease = await limiter.acquire()
-        await limiter.bind(lease, f"gen-{number}")
-        await limiter.release(lease, finished=True)
-    assert limiter.limit == 4
-
-
-async def test_auto_sets_the_ceiling_to_what_was_pending_at_a_refusal() -> None:
-    limiter = PendingLimiter("auto")
-    held: list[Lease] = []
-    await finish(limiter, 20, held)  # slow start: +1 per generation ended at full use
-    assert limiter.limit == 24
-    while len(held) > 7:
-        await limiter.release(held.pop(), finished=False)
-    refused = await limiter.acquire()
-    await limiter.refused(refused, pending_cap=True)
-    assert limiter.limit == 7, "straight to the number pending, not a multiplicative cut"
-    assert limiter.rate_limited_count == 1
-    again = await limiter.acquire() if limiter.in_use < limiter.limit else None
-    assert again is None, "the pool is full at the new limit"
-
-
-async def test_auto_is_not_lowered_by_a_rate_429() -> None:
-    limiter = PendingLimiter("auto")
-    lease = await limiter.acquire()
-    await limiter.refused(lease, pending_cap=False)
-    assert limiter.limit == 4
-
-
-async def test_auto_probes_above_the_ceiling_and_grows_fast_while_probes_succeed() -> None:
-    limiter = PendingLimiter("auto")
-    lease = await limiter.acquire()
-    await limiter.bind(lease, "only")
-    refused = await limiter.acquire()
-    await limiter.refused(refused, pending_cap=True)
-    assert limiter.limit == 1
-    held = [lease]
-    limits = [limiter.limit]
-    for _ in range(20):
-        await finish(limiter, 1, held)
-        limits.append(limiter.limit)
-    # A probe one above after two generation-times clean, then steps doubling while
-    # no refusal comes (each after half a generation-time at the new limit).
-    assert sorted(set(limits)) == [1, 2, 3, 5, 9, 17], limits
-
-
-async def test_refusals_of_one_burst_teach_the_ceiling_once() -> None:
-    limiter = PendingLimiter("auto")
-    held: list[Lease] = []
-    await finish(limiter, 4, held)
-    refusals = [await limiter.acquire() for _ in range(limiter.limit - len(held))]
-    for lease in refusals:
-        await limiter.refused(lease, pending_cap=True)
-    learned = limiter.limit
-    assert learned == len(held)
-    before = limiter._probe_after
-    assert before == 2, "several refusals of one burst did not back the probing off"
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_auto_mode(name: str) -> None:
+    await SCENARIOS[name](PendingLimiter("auto"))
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, "many", 1.5])
 async def test_max_pending_must_be_a_positive_int_or_auto(bad: object) -> None:
     with pytest.raises(ValueError, match="max_pending"):
         PendingLimiter(bad)  # type: ignore[arg-type]
+
+
+def test_probes_wait_longer_in_generation_times_as_the_cap_grows() -> None:
+    # A refused probe costs one 429: a larger cap has more submissions per
+    # generation-time, so it can afford a probe less often per generation-time.
+    assert [probe_wait(7), probe_wait(7, 2), probe_wait(7, 4)] == [2, 4, 4]
+    assert [probe_wait(16), probe_wait(16, 4), probe_wait(16, 8), probe_wait(16, 12)] == [
+        4,
+        8,
+        12,
+        12,
+    ]
+    assert [probe_wait(32), probe_wait(32, 8), probe_wait(32, 16)] == [8, 16, 16]

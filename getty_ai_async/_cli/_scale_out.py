@@ -1,0 +1,60 @@
+"""``getty-ai batch --redis URL --shard I/K``: one of many workers on one account."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .._limiter import MaxPending
+from ._errors import UsageError
+from ._inputs import BatchInput
+from ._shard import Shard, parse_shard, shard_input, shard_path
+
+__all__ = ["ScaleOut", "scale_out"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleOut:
+    redis: str | None
+    shard: Shard | None
+    max_pending: MaxPending | None
+
+    def input(self, source: BatchInput) -> BatchInput:
+        """This worker's share of the inputs."""
+        return source if self.shard is None else shard_input(source, self.shard)
+
+    def path(self, default: Path) -> Path:
+        """A default output of this worker: one results file and journal per shard."""
+        return default if self.shard is None else shard_path(default, self.shard)
+
+    def client_options(self) -> dict[str, Any]:
+        """`AsyncGettyAI` options: a `RedisLimiter` carrying the global ``--max-pending``."""
+        if self.redis is None:
+            return {}
+        from .._constants import DEFAULT_MAX_PENDING
+        from .._redis import RedisLimiter
+
+        try:
+            limiter = RedisLimiter(
+                self.redis,
+                max_pending=DEFAULT_MAX_PENDING if self.max_pending is None else self.max_pending,
+            )
+        except ValueError as exc:
+            raise UsageError(f"--redis: {exc}") from None
+        return {"limiter": limiter, "max_pending": None}
+
+
+def scale_out(redis: str | None, shard: str | None, max_pending: MaxPending | None) -> ScaleOut:
+    """Check ``--redis`` and ``--shard``; say so when shards would not share a cap."""
+    parsed = parse_shard(shard) if shard is not None else None
+    if parsed is not None and parsed[1] > 1 and not (redis or os.environ.get("GETTY_REDIS_URL")):
+        typer.echo(
+            "getty-ai: note: --shard without --redis (or GETTY_REDIS_URL): each worker keeps "
+            "a cap of its own, so together they may exceed the account's",
+            err=True,
+        )
+    return ScaleOut(redis, parsed, max_pending)

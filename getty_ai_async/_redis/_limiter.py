@@ -1,0 +1,719 @@
+"""`RedisLimiter`: one account's pending cap, QPS budget and learned ceiling, shared by
+every process and machine that works for it, through Redis.
+
+Each lease operation is one Lua script (`_scripts`), run atomically in Redis on its own
+clock. Per generation that costs three round trips (acquire, bind, release); keeping
+the bound leases alive costs one per refresh tick of the client's poller, for all of a
+worker's leases at once. A worker waits for a lease without polling: the script that
+frees a slot hands it to the head of the queue and publishes the grant on that worker's
+channel (pub/sub), with a timed re-check (`recheck_interval`) as a safety net, which
+also keeps the worker's waiters and its leases not yet bound alive: those of a worker
+that died expire within seconds, its bound leases within `lease_ttl` (unless a worker
+that resumes its journal adopts them first).
+
+If Redis goes away mid-run, bound leases stay with their generations (the client keeps
+polling them), releases are kept to send later, and new leases are waited for, retrying
+with backoff, for `max_outage` seconds; then `LimiterUnavailableError`. When Redis is
+back (even restarted, empty), the worker re-registers everything it holds in one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import os
+import re
+import secrets
+import socket
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import urlsplit
+
+import anyio
+
+from .._auto import AUTO_MAX, AUTO_START, PROBE_MAX, PROBE_MIN
+from .._background import BackgroundTask, running_trio, spawn
+from .._constants import DEFAULT_MAX_PENDING
+from .._lease import Lease, LimiterStatistics
+from .._limiter import DEFAULT_LEASE_TTL, MaxPending
+from ..errors import LimiterUnavailableError
+from ._scripts import QPS, SCRIPTS
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from .._transport import RequestBudget
+
+__all__ = ["AccountLimits", "RedisLimiter", "shown_redis_url"]
+
+log = logging.getLogger("getty_ai_async.redis")
+
+_BACKOFF_FIRST = 0.05
+_BACKOFF_MAX = 2.0
+_SUBSCRIBE_WAIT = 5.0
+
+
+def shown_redis_url(url: str) -> str:
+    """`url` as reprs, logs and errors show it: no password, no query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host += f":{parts.port}"
+    if parts.password is not None:
+        host = f"{parts.username or ''}:***@{host}"
+    elif parts.username:
+        host = f"{parts.username}@{host}"
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _require_redis() -> Any:
+    try:
+        import redis.asyncio
+        import redis.exceptions
+    except ImportError:
+        raise ImportError(
+            "RedisLimiter needs the redis extra: pip install 'getty-ai-async[redis]'"
+        ) from None
+    return redis
+
+
+def account_hash(api_key: str) -> str:
+    """What names an account's keys: a hash of its API key, never the key itself."""
+    return hashlib.sha256(f"getty-ai-async:{api_key}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """What Redis holds for one account (`RedisLimiter.account_limits`)."""
+
+    mode: str
+    """``"auto"``, the fixed cap the workers use (as text), or ``""``: nothing yet."""
+    limit: int
+    """The cap in force: the fixed one, or the one learned so far."""
+    ceiling: int | None
+    """In auto mode, the ceiling the last 429 of the pending cap set (None: slow start)."""
+    in_use: int
+    """Leases held by every worker: POSTs under way plus generations pending."""
+    bound: int
+    """Generations pending at the service, each holding a lease."""
+    claims: int
+    """Leases taken for a POST under way (not bound to a generation yet)."""
+    waiting: int
+    """Callers waiting for a lease, over every worker."""
+    waiting_workers: int
+    """Workers with someone waiting for a lease."""
+    refused: int
+    """Submits refused with a 429 of the pending cap, over every worker."""
+    expired: int
+    """Leases reclaimed because their holder stopped refreshing them (it died)."""
+
+
+class _Reply(NamedTuple):
+    flag: int
+    epoch: int
+    limit: int
+    in_use: int
+    bound: int
+    waiting: int
+    refused: int
+    expired: int
+    ceiling: int
+    fresh: int
+    extra: list[str]
+
+
+class _Waiter:
+    __slots__ = ("epoch", "error", "event")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.epoch: int | None = None
+        self.error: BaseException | None = None
+
+    def grant(self, epoch: int) -> None:
+        if self.epoch is None and self.error is None:
+            self.epoch = epoch
+            self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self.epoch is None and self.error is None:
+            self.error = error
+            self.event.set()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisLimiter:
+    """Leases on one account's pending cap, shared through Redis by many processes.
+
+    Pass it as ``AsyncGettyAI(limiter=RedisLimiter("redis://host:6379/0"))`` in every
+    worker of the account (or set ``GETTY_REDIS_URL``, or the CLI's ``--redis URL``):
+    together they never hold more than `max_pending` leases (an int, or ``"auto"`` to
+    learn the account's cap, the learned ceiling being shared too), waiting workers
+    are served in arrival order, and the client's ``max_requests_per_second`` becomes
+    one budget for every request of every worker.
+
+    Keys start with `prefix` and a hash of the API key (the client hands its key over;
+    give `api_key` to use the limiter on its own). ``rediss://`` URLs work; pass
+    `redis` (a ``redis.asyncio.Redis``) instead of a URL to bring your own client.
+    Needs asyncio (redis-py's client) and the extra: ``pip install 'getty-ai-async[redis]'``.
+
+    `lease_ttl`: a bound lease not refreshed for that long is reclaimed (its holder
+    died); the client's poller refreshes every ``lease_ttl / 3``. Keep it above the
+    longest stall a worker may have (a paused VM, a long GC), and well below how long
+    you can afford a dead worker's slots to stay taken. `recheck_interval`: how often a
+    waiting worker re-checks and says it is alive (its places in the queue expire after
+    5 of those, 2 s at least; its leases not bound yet after 15, or `lease_ttl` if
+    shorter). `max_outage`: how long new
+    submissions wait for a Redis that went away before `LimiterUnavailableError`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        redis: aioredis.Redis | None = None,
+        max_pending: MaxPending = DEFAULT_MAX_PENDING,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        prefix: str = "getty-ai",
+        api_key: str | None = None,
+        max_outage: float = 60.0,
+        recheck_interval: float = 1.0,
+    ) -> None:
+        self.adaptive = max_pending == "auto"
+        if isinstance(max_pending, bool) or not (
+            self.adaptive or (isinstance(max_pending, int) and max_pending >= 1)
+        ):
+            raise ValueError(f"max_pending must be a positive int or 'auto', got {max_pending!r}")
+        for name, value in (("lease_ttl", lease_ttl), ("recheck_interval", recheck_interval)):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+        if not max_outage >= 0:
+            raise ValueError(f"max_outage must be >= 0 seconds, got {max_outage!r}")
+        if not prefix or not re.fullmatch(r"[A-Za-z0-9._:/-]+", prefix):
+            raise ValueError(f"prefix must be letters, digits and ._:/- only, got {prefix!r}")
+        if redis is None:
+            url = url or os.environ.get("GETTY_REDIS_URL") or None
+            if url is None:
+                raise ValueError("RedisLimiter needs a URL (or set GETTY_REDIS_URL)")
+            if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+                raise ValueError(
+                    f"not a Redis URL: {shown_redis_url(url)} (redis://, rediss:// or unix://)"
+                )
+            _require_redis()
+        elif url is not None:
+            raise ValueError("pass a URL or a redis client, not both")
+        self._url = url
+        self.url = shown_redis_url(url) if url else type(redis).__name__
+        """Where the leases live, as logs and errors show it (no password)."""
+        self._password = urlsplit(url).password if url else None
+        self._client: aioredis.Redis | None = redis
+        self._owns_client = redis is None
+        self._fixed = 0 if self.adaptive else int(max_pending)
+        self._lease_ttl = float(lease_ttl)
+        self._claim_ttl = min(self._lease_ttl, 15 * recheck_interval)
+        self._waiter_ttl = min(self._claim_ttl, max(5 * recheck_interval, 2.0))
+        self.recheck_interval = float(recheck_interval)
+        self.max_outage = float(max_outage)
+        self.prefix = prefix
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:24]
+        self.worker = f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+        """This limiter's name among the account's workers (in lease tokens)."""
+        self._account: str | None = None
+        self._namespace = ""
+        self._keys: list[str] = []
+        if api_key is not None:
+            self._use_account(api_key)
+        self._tokens = itertools.count(1)
+        self._waiters: dict[str, _Waiter] = {}
+        self._claims: dict[str, Lease] = {}
+        self._bound: dict[str, Lease] = {}
+        self._released: set[str] = set()
+        self._room: deque[anyio.Event] = deque()
+        self._stats = LimiterStatistics(
+            limit=self._fixed or AUTO_START, in_use=0, bound=0, waiting=0
+        )
+        self._ceiling = 0
+        self._scripts: dict[str, Any] = {}
+        self._listener: BackgroundTask | None = None
+        self._subscribed: anyio.Event | None = None  # made on the event loop, in `_ensure`
+        self._keeper: BackgroundTask | None = None
+        self._connected = False
+        self._connecting: anyio.Lock | None = None
+        self._outage_since: float | None = None
+        self._needs_sync = False
+        self._seen_state = False
+        self.round_trips: Counter[str] = Counter()
+        """Redis calls made so far, by kind (acquire, bind, release, sync, qps...)."""
+
+    # ----------------------------------------------------------------- reading
+
+    @property
+    def lease_ttl(self) -> float:
+        return self._lease_ttl
+
+    @property
+    def limit(self) -> int:
+        """The account's cap as last seen (it changes over time in auto mode)."""
+        return self._stats.limit
+
+    def statistics(self) -> LimiterStatistics:
+        """The account's figures (every worker's) as of this worker's last Redis call."""
+        return self._stats
+
+    async def account_limits(self) -> AccountLimits:
+        """The account's state, read from Redis now (for ``getty-ai limits``)."""
+        await self._ensure()
+        raw = await self._eval("stats")
+        mode, limit, ceiling, claims, bound, waiting, workers, refused, expired, _ = raw
+        limit = int(limit) or (int(_text(mode)) if _text(mode).isdigit() else 0)
+        return AccountLimits(
+            mode=_text(mode),
+            limit=limit,
+            ceiling=int(ceiling) or None,
+            in_use=int(claims) + int(bound),
+            bound=int(bound),
+            claims=int(claims),
+            waiting=int(waiting),
+            waiting_workers=int(workers),
+            refused=int(refused),
+            expired=int(expired),
+        )
+
+    def __repr__(self) -> str:
+        cap = "'auto'" if self.adaptive else str(self._fixed)
+        return f"RedisLimiter({self.url!r}, max_pending={cap}, prefix={self.prefix!r})"
+
+    # --------------------------------------------------------------- lifecycle
+
+    def attach(
+        self, *, api_key: str, max_requests_per_second: float | None
+    ) -> RequestBudget | None:
+        self._use_account(api_key)
+        if max_requests_per_second is None:
+            return None
+        from ._budget import RedisRateBudget
+
+        return RedisRateBudget(self, max_requests_per_second)
+
+    async def connect(self) -> None:
+        """Reach Redis now: `LimiterUnavailableError` (saying where) if it cannot be."""
+        await self._ensure()
+
+    async def aclose(self) -> None:
+        """Stop listening and close the connections (a later call connects again).
+
+        Leases bound to generations still pending stay in Redis: those generations still
+        take room in the account's cap. They expire after `lease_ttl` unless a worker
+        adopts them (resuming its journal).
+        """
+        for task in (self._keeper, self._listener):
+            if task is not None:
+                task.cancel()
+                await task.wait()
+        self._keeper = self._listener = None
+        closed = RuntimeError("the RedisLimiter was closed")
+        for waiter in self._waiters.values():
+            waiter.fail(closed)
+        client, self._connected = self._client, False
+        if client is not None and self._owns_client:
+            self._client = None
+            self._scripts = {}
+            with contextlib.suppress(Exception):
+                await client.aclose()
+        if sum(self.round_trips.values()):
+            log.info(
+                "Redis round trips of worker %s: %s",
+                self.worker,
+                json.dumps(dict(self.round_trips), sort_keys=True),
+            )
+
+    # ------------------------------------------------------------------ leases
+
+    async def acquire(self) -> Lease:
+        await self._ensure()
+        token = f"{self.worker}:{next(self._tokens)}"
+        waiter = self._waiters[token] = _Waiter()
+        try:
+            reply = await self._call("acquire", token, wait=True)
+            if reply is not None and reply.flag:
+                waiter.grant(reply.epoch)
+            if waiter.epoch is None:
+                self._start_keeper()  # re-checks, and keeps the waiter alive in Redis
+                await waiter.event.wait()
+            if waiter.error is not None:
+                raise waiter.error
+        except BaseException:
+            self._waiters.pop(token, None)
+            with anyio.CancelScope(shield=True):
+                await self._call("cancel", token, wait=False)
+            raise
+        del self._waiters[token]
+        lease = Lease(anyio.current_time() + self._claim_ttl, token)
+        assert waiter.epoch is not None
+        lease.epoch = waiter.epoch
+        self._claims[token] = lease
+        self._start_keeper()  # keeps the lease alive until it is bound
+        return lease
+
+    async def adopt(self, generation_request_id: str) -> Lease:
+        await self._ensure()
+        lease = Lease(anyio.current_time() + self._lease_ttl)
+        lease.generation_request_id = generation_request_id
+        self._bound[generation_request_id] = lease
+        await self._call("adopt", generation_request_id, wait=False)
+        return lease
+
+    async def bind(self, lease: Lease, generation_request_id: str) -> None:
+        if lease.released or lease.bound:
+            return
+        self._claims.pop(lease.token, None)
+        lease.generation_request_id = generation_request_id
+        lease.expires_at = anyio.current_time() + self._lease_ttl
+        self._bound[generation_request_id] = lease
+        await self._call("bind", lease.token, generation_request_id, lease.epoch, wait=False)
+
+    async def refused(self, lease: Lease, *, pending_cap: bool) -> None:
+        if lease.released:
+            return
+        lease.released = True
+        self._claims.pop(lease.token, None)
+        flag = "1" if pending_cap else "0"
+        await self._call("refused", lease.token, flag, str(lease.epoch), wait=False)
+
+    async def release(self, lease: Lease, *, finished: bool) -> None:
+        if lease.released:
+            return
+        lease.released = True
+        generation_request_id = lease.generation_request_id
+        if generation_request_id is None:
+            self._claims.pop(lease.token, None)
+            await self._call("release", lease.token, "", "0", wait=False)
+            return
+        if self._bound.get(generation_request_id) is lease:
+            del self._bound[generation_request_id]
+        flag = "1" if finished else "0"
+        reply = await self._call("release", lease.token, generation_request_id, flag, wait=False)
+        if reply is None:
+            # Redis is away: tell it later; meanwhile room for a refused submit of ours.
+            self._released.add(generation_request_id)
+            self._wake_room(1)
+
+    async def refresh(self, leases: Sequence[Lease]) -> None:
+        ids = [
+            lease.generation_request_id
+            for lease in leases
+            if lease.generation_request_id is not None and not lease.released
+        ]
+        if not ids or self._client is None:
+            return
+        expires_at = anyio.current_time() + self._lease_ttl
+        try:
+            reply = self._apply(await self._eval("sync", 0, 0, 0, len(ids), *ids, 0))
+        except self._connection_errors() as exc:
+            self._lost(exc)
+            return
+        self._back()
+        self._on_granted(reply)
+        for lease in leases:
+            lease.expires_at = expires_at
+
+    async def wait_for_room(self, timeout: float) -> None:
+        with contextlib.suppress(LimiterUnavailableError):
+            await self._ensure()  # room comes through the listener
+        room = anyio.Event()
+        self._room.append(room)
+        try:
+            with anyio.move_on_after(timeout):
+                await room.wait()
+        finally:
+            if not room.is_set():
+                self._room.remove(room)
+
+    # ------------------------------------------------------------- connection
+
+    def _use_account(self, api_key: str) -> None:
+        if not api_key:
+            raise ValueError("RedisLimiter needs the account's API key")
+        if self._account is not None and self._account != api_key:
+            raise ValueError("this RedisLimiter already serves another account (API key)")
+        self._account = api_key
+        self._namespace = f"{self.prefix}:{{{account_hash(api_key)}}}:"
+        self._keys = [
+            self._namespace + name for name in ("leases", "pending", "queue", "waiters", "state")
+        ]
+
+    def _connection_errors(self) -> tuple[type[BaseException], ...]:
+        module = _require_redis()
+        return (module.exceptions.ConnectionError, module.exceptions.TimeoutError, OSError)
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            module = _require_redis()
+            assert self._url is not None
+            self._client = module.asyncio.Redis.from_url(
+                self._url, socket_connect_timeout=5.0, socket_timeout=10.0
+            )
+        client: aioredis.Redis = self._client
+        if not self._scripts:
+            scripts = {**SCRIPTS, "qps": QPS}
+            self._scripts = {name: client.register_script(text) for name, text in scripts.items()}
+        return client
+
+    def _scrub(self, text: str) -> str:
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _unavailable(
+        self, exc: BaseException, *, since: float | None = None
+    ) -> LimiterUnavailableError:
+        why = self._scrub(f"{type(exc).__name__}: {exc}")
+        if since is None:
+            message = f"cannot reach Redis at {self.url} ({why})"
+        else:
+            message = (
+                f"Redis at {self.url} unreachable for {since:.0f}s, longer than "
+                f"max_outage={self.max_outage:g}s ({why}); nothing new is submitted"
+            )
+        return LimiterUnavailableError(message)
+
+    async def _ensure(self) -> None:
+        """Connected, subscribed, for an account; a clear error at start if Redis is not there."""
+        if not self._keys:
+            raise ValueError(
+                "RedisLimiter has no account: hand it to AsyncGettyAI(limiter=...) or pass api_key="
+            )
+        if self._connected:
+            return
+        if running_trio():
+            raise RuntimeError("RedisLimiter runs under asyncio (redis-py's client), not trio")
+        if self._connecting is None:
+            self._connecting = anyio.Lock()
+        async with self._connecting:
+            if self._connected:
+                return
+            client = self._redis()
+            try:
+                self.round_trips["ping"] += 1
+                await client.ping()
+            except self._connection_errors() as exc:
+                raise self._unavailable(exc) from None
+            except _require_redis().exceptions.RedisError as exc:
+                raise self._unavailable(exc) from None
+            self._connected = True
+            if self._listener is None:
+                subscribed = self._subscribed = anyio.Event()
+                self._listener = spawn(self._listen, name="getty-ai redis listener")
+                with anyio.move_on_after(_SUBSCRIBE_WAIT):
+                    await subscribed.wait()
+
+    async def _eval(self, name: str, *args: Any) -> Any:
+        """One round trip: the script `name` on the account's keys."""
+        client = self._redis()
+        self.round_trips[name] += 1
+        if name == "qps":
+            keys = [self._namespace + "qps"]
+            return await self._scripts[name](keys=keys, args=list(args), client=client)
+        seed_limit = self._stats.limit if self.adaptive else self._fixed
+        common = [
+            self._fixed,
+            int(self._lease_ttl * 1000),
+            int(self._claim_ttl * 1000),
+            seed_limit,
+            self._ceiling,
+            AUTO_MAX,
+            PROBE_MIN,
+            PROBE_MAX,
+            self._namespace,
+            int(self._waiter_ttl * 1000),
+        ]
+        return await self._scripts[name](keys=self._keys, args=[*common, *args], client=client)
+
+    async def _call(self, name: str, *args: Any, wait: bool) -> _Reply | None:
+        """`_eval`, riding out a lost Redis: with `wait`, retry until `max_outage`;
+        without, give up at once (None) and leave it to the next sync."""
+        delay = _BACKOFF_FIRST
+        while True:
+            try:
+                raw = await self._eval(name, *args)
+            except self._connection_errors() as exc:
+                self._lost(exc)
+                if not wait:
+                    return None
+                since = anyio.current_time() - (self._outage_since or anyio.current_time())
+                if since >= self.max_outage:
+                    raise self._unavailable(exc, since=since) from None
+                await anyio.sleep(min(delay, max(self.max_outage - since, 0.0)))
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            self._back()
+            reply = self._apply(raw)
+            self._on_granted(reply)
+            return reply
+
+    def _apply(self, raw: list[Any]) -> _Reply:
+        flag, epoch, limit, in_use, bound, waiting, refused, expired, ceiling, fresh = (
+            int(value) for value in raw[:10]
+        )
+        reply = _Reply(
+            flag,
+            epoch,
+            limit,
+            in_use,
+            bound,
+            waiting,
+            refused,
+            expired,
+            ceiling,
+            fresh,
+            [_text(value) for value in raw[10:]],
+        )
+        self._stats = LimiterStatistics(
+            limit=reply.limit,
+            in_use=reply.in_use,
+            bound=reply.bound,
+            waiting=reply.waiting,
+            refused=reply.refused,
+            expired=reply.expired,
+        )
+        self._ceiling = reply.ceiling
+        if reply.fresh and self._seen_state and (self._bound or self._claims or self._waiters):
+            # Redis lost the account's state (restarted empty): say again what we hold.
+            self._needs_sync = True
+            self._start_keeper()
+        self._seen_state = True
+        return reply
+
+    def _on_granted(self, reply: _Reply) -> None:
+        for token in reply.extra:
+            waiter = self._waiters.get(token)
+            if waiter is not None:
+                waiter.grant(reply.epoch)
+
+    def _lost(self, exc: BaseException) -> None:
+        self._needs_sync = True
+        if self._outage_since is None:
+            self._outage_since = anyio.current_time()
+            log.warning(
+                "Redis at %s unreachable (%s): new submissions wait (up to %gs); "
+                "pending generations are still polled",
+                self.url,
+                self._scrub(f"{type(exc).__name__}: {exc}"),
+                self.max_outage,
+            )
+        self._start_keeper()
+
+    def _back(self) -> None:
+        if self._outage_since is not None:
+            log.warning(
+                "Redis at %s reachable again after %.1fs; re-registering %d leases",
+                self.url,
+                anyio.current_time() - self._outage_since,
+                len(self._bound) + len(self._claims),
+            )
+            self._outage_since = None
+
+    # ------------------------------------------------------- background tasks
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None or self._keeper.done:
+            self._keeper = spawn(self._keep, name="getty-ai redis keeper")
+
+    async def _keep(self) -> None:
+        """While anything is held or waited for: one sync per `recheck_interval`."""
+        delay = _BACKOFF_FIRST
+        while True:
+            if not self._needs_sync:
+                await anyio.sleep(self.recheck_interval)
+            if not (self._waiters or self._claims or self._needs_sync or self._released):
+                break
+            full = self._needs_sync
+            waiters = list(self._waiters)
+            claims = list(self._claims)
+            bound = list(self._bound) if full else []
+            released = list(self._released)
+            try:
+                raw = await self._eval(
+                    "sync",
+                    int(full),
+                    len(waiters),
+                    *waiters,
+                    len(claims),
+                    *claims,
+                    len(bound),
+                    *bound,
+                    len(released),
+                    *released,
+                )
+            except self._connection_errors() as exc:
+                self._lost(exc)
+                since = anyio.current_time() - (self._outage_since or anyio.current_time())
+                if since >= self.max_outage:
+                    error = self._unavailable(exc, since=since)
+                    for waiter in self._waiters.values():
+                        waiter.fail(error)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+                continue
+            delay = _BACKOFF_FIRST
+            self._back()
+            self._released.difference_update(released)
+            self._on_granted(self._apply(raw))
+            if full:
+                self._needs_sync = False
+                await self._undo_stale(waiters, claims, bound)
+
+    async def _undo_stale(self, waiters: list[str], claims: list[str], bound: list[str]) -> None:
+        """A full sync re-added what it was sent; whatever ended meanwhile goes again."""
+        for token in [*waiters, *claims]:
+            if token not in self._waiters and token not in self._claims:
+                await self._call("cancel", token, wait=False)
+        self._released.update(id_ for id_ in bound if id_ not in self._bound)
+
+    async def _listen(self) -> None:
+        """Grants for this worker's waiters, and room when a generation ends."""
+        grant_channel = f"{self._namespace}grant:{self.worker}"
+        room_channel = f"{self._namespace}room"
+        delay = _BACKOFF_FIRST
+        while True:
+            pubsub = self._redis().pubsub()
+            try:
+                await pubsub.subscribe(grant_channel, room_channel)
+                if self._subscribed is not None:
+                    self._subscribed.set()
+                delay = _BACKOFF_FIRST
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None:
+                        continue
+                    data = _text(message["data"])
+                    if _text(message["channel"]) == room_channel:
+                        self._wake_room(int(data) if data.isdigit() else 1)
+                        continue
+                    epoch, *tokens = data.split()
+                    for token in tokens:
+                        waiter = self._waiters.get(token)
+                        if waiter is not None:
+                            waiter.grant(int(epoch))
+            except self._connection_errors() as exc:
+                self._lost(exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _BACKOFF_MAX)
+            finally:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _wake_room(self, count: int) -> None:
+        # One generation ended: room for one refused submit of this worker, not all.
+        for _ in range(min(count, len(self._room))):
+            self._room.popleft().set()

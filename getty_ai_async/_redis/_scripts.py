@@ -1,0 +1,381 @@
+"""The Lua scripts of `RedisLimiter`: each runs atomically in Redis, on Redis's clock.
+
+Keys of one account (``{prefix}:{<hash of the API key>}:...``, one hash tag so that a
+cluster keeps them on one shard):
+
+- ``leases``  sorted set: lease tokens not bound yet (a POST under way) -> expiry (ms)
+- ``pending`` sorted set: generation ids bound to a lease -> expiry (ms); keyed by the
+  id, so a worker that adopts a generation (resumed from a journal) takes over the
+  lease of the worker that died holding it instead of counting it twice
+- ``queue``   sorted set: waiting waiters -> arrival ticket (first come, first served
+  across workers)
+- ``waiters`` sorted set: waiting waiters -> heartbeat expiry (ms): a dead worker's
+  waiters leave the queue by themselves (a lease granted to a waiter also starts with
+  that short expiry, extended once its worker shows it is alive)
+- ``state``   hash: mode, the auto limit's state (`getty_ai_async._auto`, mirrored
+  below), counters (refused, expired), the ticket counter
+- ``qps``     hash: the shared request budget (GCRA: theoretical arrival time, rate)
+
+Every script first drops what expired, then does its work, then hands free slots to
+the head of the queue (`grant`), publishing ``<epoch> <token>...`` on each granted
+worker's channel ``...:grant:<worker>`` and naming them in its reply; a generation that
+ends publishes on ``...:room``. Times come from ``TIME`` in Redis, never from a worker's clock.
+"""
+
+from __future__ import annotations
+
+__all__ = ["QPS", "SCRIPTS"]
+
+_PRELUDE = """
+local LEASES, PENDING, QUEUE, WAITERS, STATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local FIXED = tonumber(ARGV[1])
+local LEASE_TTL = tonumber(ARGV[2])
+local CLAIM_TTL = tonumber(ARGV[3])
+local SEED_LIMIT = tonumber(ARGV[4])
+local SEED_CEILING = tonumber(ARGV[5])
+local MAX = tonumber(ARGV[6])
+local PROBE_MIN = tonumber(ARGV[7])
+local PROBE_MAX = tonumber(ARGV[8])
+local CHANNEL = ARGV[9]
+local WAITER_TTL = tonumber(ARGV[10])
+local clock = redis.call('TIME')
+local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local FRESH = 0
+
+local function num(field, default)
+  local value = redis.call('HGET', STATE, field)
+  if value then return tonumber(value) end
+  return default
+end
+
+local function setup()
+  local mode = 'auto'
+  if FIXED > 0 then mode = tostring(FIXED) end
+  if redis.call('HSETNX', STATE, 'mode', mode) == 1 then
+    FRESH = 1
+    if FIXED == 0 then
+      redis.call('HSET', STATE, 'limit', SEED_LIMIT)
+      if SEED_CEILING > 0 then redis.call('HSET', STATE, 'ceiling', SEED_CEILING) end
+    end
+  else
+    redis.call('HSET', STATE, 'mode', mode)
+  end
+end
+
+local function limit()
+  if FIXED > 0 then return FIXED end
+  return num('limit', SEED_LIMIT)
+end
+
+local function set_limit(value)
+  value = math.floor(value)
+  if value < 1 then value = 1 end
+  if value > MAX then value = MAX end
+  redis.call('HSET', STATE, 'limit', value)
+end
+
+local function used()
+  return redis.call('ZCARD', LEASES) + redis.call('ZCARD', PENDING)
+end
+
+local function purge()
+  local gone = redis.call('ZREMRANGEBYSCORE', LEASES, '-inf', NOW)
+    + redis.call('ZREMRANGEBYSCORE', PENDING, '-inf', NOW)
+  if gone > 0 then redis.call('HINCRBY', STATE, 'expired', gone) end
+  local dead = redis.call('ZRANGEBYSCORE', WAITERS, '-inf', NOW, 'LIMIT', 0, 100)
+  for _, waiter in ipairs(dead) do
+    redis.call('ZREM', WAITERS, waiter)
+    redis.call('ZREM', QUEUE, waiter)
+  end
+end
+
+local function worker_of(token)
+  return string.match(token, '^(.*):[^:]*$') or token
+end
+
+-- Waiters granted by this script: the reply names them too, so a worker whose call
+-- freed a slot for its own waiter does not wait for the publish to come back.
+local GRANTED = {}
+
+local function grant()
+  local free = limit() - used()
+  if free <= 0 then return end
+  local heads = redis.call('ZRANGE', QUEUE, 0, free - 1)
+  if #heads == 0 then return end
+  local epoch = tostring(num('epoch', 0))
+  local messages = {}
+  for _, waiter in ipairs(heads) do
+    redis.call('ZREM', QUEUE, waiter)
+    redis.call('ZREM', WAITERS, waiter)
+    redis.call('ZADD', LEASES, NOW + WAITER_TTL, waiter)
+    table.insert(GRANTED, waiter)
+    local worker = worker_of(waiter)
+    messages[worker] = (messages[worker] or epoch) .. ' ' .. waiter
+  end
+  for worker, message in pairs(messages) do
+    redis.call('PUBLISH', CHANNEL .. 'grant:' .. worker, message)
+  end
+end
+
+-- The rules of max_pending="auto" (getty_ai_async/_auto.py), on the shared state.
+
+local function accepted(lease_epoch)
+  if FIXED > 0 then return end
+  redis.call('HSET', STATE, 'streak', 0)
+  local ceiling = num('ceiling', nil)
+  local current = limit()
+  local bound = redis.call('ZCARD', PENDING)
+  if not ceiling then
+    if bound >= current - math.floor(current / 4) then set_limit(current + 1) end
+    return
+  end
+  if lease_epoch < num('epoch', 0) and bound > ceiling then
+    ceiling = math.min(bound, num('refused_at', bound + 1) - 1)
+    redis.call('HSET', STATE, 'ceiling', ceiling)
+    set_limit(math.max(current, ceiling))
+    return
+  end
+  local step = num('step', 1)
+  if current > ceiling and step > 1 and bound >= current then
+    set_limit(current + step)
+    redis.call('HSET', STATE, 'step', step * 2)
+  end
+end
+
+local function finished()
+  if FIXED > 0 then return end
+  local current = limit()
+  local ceiling = num('ceiling', nil)
+  if not ceiling or 2 * (used() + 1) < current then return end
+  local filled = redis.call('ZCARD', PENDING) + 1 >= current - math.floor(current / 4)
+  if current > ceiling then
+    if num('step', 1) == 1 and filled then
+      local clean = num('clean', 0) + 1
+      if 4 * clean >= current then
+        redis.call('HSET', STATE, 'clean', 0, 'step', 2)
+        set_limit(current + 1)
+      else
+        redis.call('HSET', STATE, 'clean', clean)
+      end
+    end
+    return
+  end
+  local clean = num('clean', 0) + 1
+  if clean >= num('wait', PROBE_MIN) * current then
+    redis.call('HSET', STATE, 'clean', 0, 'step', 1)
+    set_limit(current + 1)
+  else
+    redis.call('HSET', STATE, 'clean', clean)
+  end
+end
+
+local function refused(lease_epoch)
+  if FIXED > 0 then return end
+  local epoch = num('epoch', 0)
+  if lease_epoch < epoch then return end
+  local current = limit()
+  local streak = num('streak', 0) + 1
+  local seen = math.min(redis.call('ZCARD', PENDING), current - 1)
+  local ceiling = math.max(1, seen - (2 ^ (streak - 1) - 1), math.floor(seen / 2))
+  ceiling = math.floor(ceiling)
+  local old = num('ceiling', nil)
+  local wait = math.max(PROBE_MIN, math.floor(ceiling / 4))
+  if old and math.abs(ceiling - old) <= math.max(1, math.floor(old / 4)) then
+    local longest = math.min(16, math.max(PROBE_MAX, math.floor(ceiling * ceiling / 20)))
+    wait = math.max(wait, math.min(num('wait', PROBE_MIN) * 2, longest))
+  end
+  redis.call('HSET', STATE, 'ceiling', ceiling, 'epoch', epoch + 1, 'streak', streak,
+    'step', 1, 'clean', 0, 'wait', wait, 'refused_at', current)
+  set_limit(ceiling)
+end
+
+local function reply(flag, extra)
+  local result = {flag, num('epoch', 0), limit(), used(), redis.call('ZCARD', PENDING),
+    redis.call('ZCARD', QUEUE), num('refused', 0), num('expired', 0), num('ceiling', 0), FRESH}
+  if extra then
+    for _, value in ipairs(extra) do table.insert(result, value) end
+  end
+  for _, waiter in ipairs(GRANTED) do table.insert(result, waiter) end
+  return result
+end
+"""
+
+# ARGV[11]: the waiter's token. Granted at once if there is room and nobody waits before
+# it; otherwise queued (or kept alive in the queue) and granted when its turn comes.
+_ACQUIRE = """
+setup()
+purge()
+grant()
+local waiter = ARGV[11]
+if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
+if not redis.call('ZSCORE', QUEUE, waiter) then
+  if redis.call('ZCARD', QUEUE) == 0 and used() < limit() then
+    redis.call('ZADD', LEASES, NOW + CLAIM_TTL, waiter)
+    return reply(1)
+  end
+  redis.call('ZADD', QUEUE, redis.call('HINCRBY', STATE, 'ticket', 1), waiter)
+end
+redis.call('ZADD', WAITERS, NOW + WAITER_TTL, waiter)
+grant()
+if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
+return reply(0)
+"""
+
+# ARGV[11]: a waiter that gave up: out of the queue, and its lease back if it had one.
+_CANCEL = """
+setup()
+purge()
+redis.call('ZREM', QUEUE, ARGV[11])
+redis.call('ZREM', WAITERS, ARGV[11])
+local removed = redis.call('ZREM', LEASES, ARGV[11])
+grant()
+return reply(removed)
+"""
+
+# ARGV[11]: lease token, ARGV[12]: the generation id the service accepted, ARGV[13]: the
+# lease's epoch.
+_BIND = """
+setup()
+purge()
+redis.call('ZREM', LEASES, ARGV[11])
+redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[12])
+accepted(tonumber(ARGV[13]))
+grant()
+return reply(1)
+"""
+
+# ARGV[11]: a generation already pending (resumed): counted once, whoever held it.
+_ADOPT = """
+setup()
+purge()
+redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[11])
+return reply(1)
+"""
+
+# ARGV[11]: lease token, ARGV[12]: '1' for a 429 of the pending cap, ARGV[13]: its epoch.
+_REFUSED = """
+setup()
+purge()
+redis.call('ZREM', LEASES, ARGV[11])
+if ARGV[12] == '1' then
+  redis.call('HINCRBY', STATE, 'refused', 1)
+  refused(tonumber(ARGV[13]))
+end
+grant()
+return reply(1)
+"""
+
+# ARGV[11]: lease token, ARGV[12]: its generation id ('' if unbound), ARGV[13]: '1' when
+# the service reported the generation finished.
+_RELEASE = """
+setup()
+purge()
+local removed = redis.call('ZREM', LEASES, ARGV[11])
+if ARGV[12] ~= '' then
+  removed = redis.call('ZREM', PENDING, ARGV[12])
+  if removed == 1 then
+    if ARGV[13] == '1' then finished() end
+    redis.call('PUBLISH', CHANNEL .. 'room', '1')
+  end
+end
+grant()
+return reply(removed)
+"""
+
+# One round trip for everything a worker holds. ARGV[11]: '1' for a full sync (after
+# Redis was lost: re-add what it no longer has), '0' for a heartbeat (only extend what it
+# has: anything else was released meanwhile). Then four counted lists: waiters to keep
+# in the queue, unbound lease tokens and bound generation ids to keep alive, and
+# generation ids released while Redis could not be reached. Returns the waiters that
+# hold a lease.
+_SYNC = """
+setup()
+purge()
+local full = ARGV[11] == '1'
+local at = 12
+local function take()
+  local count = tonumber(ARGV[at])
+  local items = {}
+  for index = 1, count do items[index] = ARGV[at + index] end
+  at = at + count + 1
+  return items
+end
+local waiters, claims, bound, released = take(), take(), take(), take()
+for _, waiter in ipairs(waiters) do
+  if not redis.call('ZSCORE', LEASES, waiter) then
+    if redis.call('ZSCORE', QUEUE, waiter) then
+      redis.call('ZADD', WAITERS, NOW + WAITER_TTL, waiter)
+    elseif full then
+      redis.call('ZADD', QUEUE, redis.call('HINCRBY', STATE, 'ticket', 1), waiter)
+      redis.call('ZADD', WAITERS, NOW + WAITER_TTL, waiter)
+    end
+  end
+end
+local mode = 'XX'
+if full then mode = 'GT' end
+for _, token in ipairs(claims) do redis.call('ZADD', LEASES, mode, NOW + CLAIM_TTL, token) end
+for _, id in ipairs(bound) do redis.call('ZADD', PENDING, mode, NOW + LEASE_TTL, id) end
+local room = 0
+for _, id in ipairs(released) do room = room + redis.call('ZREM', PENDING, id) end
+if room > 0 then redis.call('PUBLISH', CHANNEL .. 'room', tostring(room)) end
+grant()
+local granted = {}
+for _, waiter in ipairs(waiters) do
+  if redis.call('ZSCORE', LEASES, waiter) then
+    table.insert(granted, waiter)
+    redis.call('ZADD', LEASES, 'XX', NOW + CLAIM_TTL, waiter)  -- its worker is alive
+  end
+end
+return reply(1, granted)
+"""
+
+# A read for `getty-ai limits`: creates nothing (expired leases are still dropped).
+_STATS = """
+purge()
+local workers, count = {}, 0
+for _, waiter in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
+  local worker = worker_of(waiter)
+  if not workers[worker] then
+    workers[worker] = true
+    count = count + 1
+  end
+end
+return {redis.call('HGET', STATE, 'mode') or '', num('limit', 0), num('ceiling', 0),
+  redis.call('ZCARD', LEASES), redis.call('ZCARD', PENDING), redis.call('ZCARD', QUEUE), count,
+  num('refused', 0), num('expired', 0), num('epoch', 0)}
+"""
+
+SCRIPTS = {
+    name: _PRELUDE + body
+    for name, body in {
+        "acquire": _ACQUIRE,
+        "cancel": _CANCEL,
+        "bind": _BIND,
+        "adopt": _ADOPT,
+        "refused": _REFUSED,
+        "release": _RELEASE,
+        "sync": _SYNC,
+        "stats": _STATS,
+    }.items()
+}
+"""Scripts on the lease keys, by name (KEYS: leases, pending, queue, waiters, state)."""
+
+QPS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
+local rate, burst, throttles = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local current = tonumber(redis.call('HGET', KEYS[1], 'rate') or rate)
+if current > rate then current = rate end
+for _ = 1, throttles do current = math.max(0.1, current * 0.7) end
+if throttles > 0 then redis.call('HINCRBY', KEYS[1], 'throttled', throttles) end
+local interval = 1000 / current
+local arrival = math.max(tonumber(redis.call('HGET', KEYS[1], 'tat') or now), now)
+local allowed = arrival - interval * (burst - 1)
+redis.call('HSET', KEYS[1], 'tat', tostring(arrival + interval),
+  'rate', tostring(current + (rate - current) * 0.02))
+redis.call('PEXPIRE', KEYS[1], 60000)
+return tostring(math.max(0, allowed - now))
+"""
+"""The shared request budget (GCRA, as `RateBudget`): KEYS[1] the ``qps`` hash; ARGV:
+rate per second, burst, 429s seen since the last call. Returns the milliseconds to wait
+before sending; a 429 slows the pace by 30%, each request wins back 2% of the gap."""

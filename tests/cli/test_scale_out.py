@@ -1,0 +1,98 @@
+"""``getty-ai batch --redis URL --shard I/K`` and ``getty-ai limits`` (real redis-server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from getty_ai_async._cli._errors import UsageError
+from getty_ai_async._cli._shard import parse_shard, shard_of
+from getty_ai_async.sandbox import Sandbox
+
+from ._helpers import FAST_SANDBOX, Cli, fast_settings, write_lines
+
+
+def results_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("bad", ["4", "4/4", "-1/4", "a/b", "1/0", "/2"])
+def test_a_shard_is_i_of_k(bad: str) -> None:
+    with pytest.raises(UsageError, match="--shard"):
+        parse_shard(bad)
+    assert parse_shard("3/4") == (3, 4)
+
+
+def test_shards_split_keys_evenly_and_stably() -> None:
+    counts = [0, 0, 0, 0]
+    for number in range(4000):
+        counts[shard_of(f"key-{number}", 4)] += 1
+    assert all(900 < count < 1100 for count in counts), counts
+    assert shard_of("same key", 4) == shard_of("same key", 4)
+
+
+def test_k_workers_split_a_batch_and_share_one_cap(
+    cli: Cli, tmp_path: Path, redis_server: Any
+) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", *(f"shard prompt {i}" for i in range(40)))
+    sandbox = Sandbox(**FAST_SANDBOX, pending_limit=3, images_per_generation=1)
+    out = tmp_path / "out"
+    for index in range(3):
+        result = cli(
+            "--sandbox",
+            "--max-pending",
+            "3",
+            "batch",
+            str(prompts),
+            "--out",
+            str(out),
+            "--redis",
+            redis_server.url,
+            "--shard",
+            f"{index}/3",
+            "--quiet",
+            settings=fast_settings(sandbox),
+        )
+        assert result.exit_code == 0, result.output
+    files = sorted(out.glob("results.*of3.jsonl"))
+    assert [path.name for path in files] == [f"results.{i}of3.jsonl" for i in range(3)]
+    assert sorted(out.glob(".getty-ai-journal.*of3.sqlite")), "one journal per worker"
+    lines = [record["line"] for path in files for record in results_of(path)]
+    assert sorted(lines) == list(range(1, 41)), "every input once, in exactly one shard"
+    assert all(results_of(path) for path in files), "each worker got a share"
+    assert sandbox.stats.peak_pending <= 3
+    assert sandbox.stats.rate_limited_pending == 0
+
+    shown = cli("--sandbox", "limits", "--redis", redis_server.url)
+    assert shown.exit_code == 0, shown.output
+    assert "limit:" in shown.output
+    assert "3 (fixed)" in shown.output
+    assert "expired leases reclaimed: 0" in shown.output.replace("  ", " ").replace("  ", " ")
+    as_json = json.loads(cli("--sandbox", "limits", "--redis", redis_server.url, "--json").output)
+    assert (as_json["mode"], as_json["limit"], as_json["in_use"]) == ("3", 3, 0)
+
+
+def test_limits_of_an_account_nobody_used(cli: Cli, redis_server: Any) -> None:
+    result = cli("--sandbox", "limits", "--redis", redis_server.url)
+    assert result.exit_code == 0
+    assert "nothing recorded yet" in result.output
+
+
+def test_limits_needs_a_redis_and_hides_its_password(cli: Cli) -> None:
+    missing = cli("--sandbox", "limits")
+    assert missing.exit_code == 2
+    assert "--redis" in missing.output
+    down = cli("--sandbox", "limits", "--redis", "redis://:pa55word@127.0.0.1:1/0")
+    assert down.exit_code == 1
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in down.output
+    assert "pa55word" not in down.output
+
+
+def test_a_shard_without_redis_says_it_shares_no_cap(cli: Cli, tmp_path: Path) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", "a fox", "an owl")
+    result = cli("--sandbox", "batch", str(prompts), "--out", str(tmp_path), "--shard", "0/2")
+    assert result.exit_code == 0, result.output
+    assert "each worker keeps a cap of its own" in result.output

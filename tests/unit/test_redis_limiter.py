@@ -1,0 +1,531 @@
+"""`RedisLimiter` on fakeredis (Lua included): the lease interface shared by workers.
+
+Each "worker" is a `RedisLimiter` with a client of its own on one fake server, as
+processes on different machines would be.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import fakeredis
+import pytest
+
+from getty_ai_async import AsyncGettyAI, Lease, Limiter, RedisLimiter, errors
+from getty_ai_async._redis import RedisRateBudget, account_hash
+
+from .auto_scenarios import SCENARIOS
+
+KEY = "key-PUBLIC-1234"
+Workers = Callable[..., RedisLimiter]
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+async def workers(server: fakeredis.FakeServer) -> AsyncIterator[Workers]:
+    """``workers(**options)``: a new worker's limiter on the shared fake server."""
+    made: list[RedisLimiter] = []
+
+    def make(**options: Any) -> RedisLimiter:
+        defaults: dict[str, Any] = {"api_key": KEY, "max_pending": 2, "recheck_interval": 0.05}
+        limiter = RedisLimiter(
+            redis=fakeredis.FakeAsyncRedis(server=server), **(defaults | options)
+        )
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.aclose()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - state kept in Redis, no local event
+            await anyio.sleep(0.005)
+
+
+# ------------------------------------------------------------------ the interface
+
+
+async def test_a_redis_limiter_is_a_limiter(workers: Workers) -> None:
+    assert isinstance(workers(), Limiter)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_auto_mode_runs_the_same_rules_in_lua(name: str, workers: Workers) -> None:
+    await SCENARIOS[name](workers(max_pending="auto", lease_ttl=600))
+
+
+async def test_leases_past_the_limit_are_served_in_arrival_order_across_workers(
+    workers: Workers,
+) -> None:
+    first, second, third = workers(max_pending=1), workers(max_pending=1), workers(max_pending=1)
+    held = await first.acquire()
+    order: list[str] = []
+
+    async def take(name: str, limiter: RedisLimiter) -> None:
+        lease = await limiter.acquire()
+        order.append(name)
+        await limiter.bind(lease, f"gen-{name}")
+        await limiter.release(lease, finished=True)
+
+    async with anyio.create_task_group() as group:
+        for name, limiter in (("a", second), ("b", third), ("c", second), ("d", first)):
+            group.start_soon(take, name, limiter)
+            await anyio.sleep(0.05)  # one round trip puts it in the queue
+        assert (await first.account_limits()).waiting == 4
+        await first.refused(held, pending_cap=False)
+    assert order == ["a", "b", "c", "d"]
+    assert (await first.account_limits()).in_use == 0
+
+
+async def test_a_grant_costs_the_waiter_no_round_trip(workers: Workers) -> None:
+    holder, waiter = workers(max_pending=1), workers(max_pending=1, recheck_interval=30)
+    held = await holder.acquire()
+    await holder.bind(held, "gen-1")
+    async with anyio.create_task_group() as group:
+        got: list[Lease] = []
+
+        async def take() -> None:
+            got.append(await waiter.acquire())
+
+        group.start_soon(take)
+        await until(lambda: holder.statistics().waiting == 0 and waiter.round_trips["acquire"] == 1)
+        await anyio.sleep(0.05)
+        await holder.release(held, finished=True)
+        with anyio.fail_after(2):  # far sooner than the 30 s re-check: the grant was pushed
+            while not got:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+    assert waiter.round_trips["acquire"] == 1
+    assert waiter.round_trips["sync"] <= 1
+
+
+async def test_a_slot_freed_for_a_waiter_of_the_same_worker_comes_with_the_reply(
+    workers: Workers,
+) -> None:
+    limiter = workers(max_pending=1, recheck_interval=30)
+    held = await limiter.acquire()
+    await limiter.bind(held, "gen-1")
+    async with anyio.create_task_group() as group:
+        got: list[Lease] = []
+
+        async def take() -> None:
+            got.append(await limiter.acquire())
+
+        group.start_soon(take)
+        await until(lambda: limiter.statistics().waiting == 1)
+        assert limiter._listener is not None
+        limiter._listener.cancel()  # no publish can reach this worker now
+        await limiter._listener.wait()
+        await limiter.release(held, finished=True)
+        with anyio.fail_after(5):  # the re-check is 30 s away: only the reply can grant it
+            while not got:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        await limiter.release(got[0], finished=False)
+
+
+async def test_a_cancelled_waiter_holds_nothing(workers: Workers) -> None:
+    limiter = workers(max_pending=1)
+    held = await limiter.acquire()
+    with anyio.move_on_after(0.05):
+        await limiter.acquire()
+    limits = await limiter.account_limits()
+    assert (limits.waiting, limits.in_use) == (0, 1)
+    await limiter.release(held, finished=True)
+    assert (await limiter.account_limits()).in_use == 0
+
+
+async def test_a_bound_lease_counts_until_released_and_is_refreshed_in_one_call(
+    workers: Workers,
+) -> None:
+    limiter = workers(max_pending=8)
+    leases = [await limiter.acquire() for _ in range(5)]
+    for number, lease in enumerate(leases):
+        await limiter.bind(lease, f"gen-{number}")
+    before = limiter.round_trips["sync"]
+    await limiter.refresh(leases)
+    assert limiter.round_trips["sync"] == before + 1, "one round trip for every lease"
+    limits = await limiter.account_limits()
+    assert (limits.in_use, limits.bound, limits.claims) == (5, 5, 0)
+    for lease in leases:
+        await limiter.release(lease, finished=True)
+        await limiter.release(lease, finished=True)  # twice is harmless
+    assert (await limiter.account_limits()).in_use == 0
+
+
+async def test_a_generation_costs_three_round_trips(workers: Workers) -> None:
+    limiter = workers(max_pending=4, recheck_interval=30)  # plus one sync per interval
+    await limiter.connect()
+    before = sum(limiter.round_trips.values())
+    for number in range(10):
+        lease = await limiter.acquire()
+        await limiter.bind(lease, f"gen-{number}")
+        await limiter.release(lease, finished=True)
+    assert sum(limiter.round_trips.values()) - before == 30
+
+
+async def test_adopting_takes_over_a_dead_workers_lease_instead_of_counting_it_twice(
+    workers: Workers,
+) -> None:
+    dead, restarted = workers(max_pending=4), workers(max_pending=4)
+    lease = await dead.acquire()
+    await dead.bind(lease, "gen-1")
+    adopted = await restarted.adopt("gen-1")  # the restarted worker resumes its journal
+    limits = await restarted.account_limits()
+    assert (limits.in_use, limits.bound) == (1, 1)
+    await restarted.release(adopted, finished=True)
+    assert (await restarted.account_limits()).in_use == 0
+
+
+async def test_a_dead_workers_leases_expire_and_wake_a_waiter(workers: Workers) -> None:
+    dead = workers(max_pending=1, lease_ttl=0.3)
+    alive = workers(max_pending=1, lease_ttl=0.3)
+    lease = await dead.acquire()
+    await dead.bind(lease, "gen-1")
+    # `dead` never refreshes again (its process was killed)
+    with anyio.fail_after(3):
+        taken = await alive.acquire()
+    limits = await alive.account_limits()
+    assert limits.expired == 1
+    assert limits.in_use == 1
+    await alive.release(taken, finished=False)
+
+
+async def test_a_lease_that_expired_while_its_post_was_out_counts_again_once_bound(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    stalled, other = workers(max_pending=1), workers(max_pending=1)
+    slow = await stalled.acquire()
+    # Its worker stalled past the lease's life: Redis dropped it, and gave the slot away.
+    redis = fakeredis.FakeAsyncRedis(server=server)
+    await redis.zrem(f"getty-ai:{{{account_hash(KEY)}}}:leases", slow.token)
+    with anyio.fail_after(3):
+        taken = await other.acquire()
+    await stalled.bind(slow, "gen-slow")  # the service accepted it all the same
+    await other.bind(taken, "gen-other")
+    limits = await other.account_limits()
+    assert (limits.in_use, limits.bound) == (2, 2), "both generations take room"
+    await stalled.release(slow, finished=True)
+    await other.release(taken, finished=True)
+    assert (await other.account_limits()).in_use == 0
+
+
+async def test_an_unbound_lease_lives_while_its_worker_does(workers: Workers) -> None:
+    # Unbound, it lives 0.75 s (15 re-checks) unless its worker re-checks; a loaded
+    # machine may stall the worker's event loop up to 0.7 s without losing it.
+    holder = workers(max_pending=1, lease_ttl=1.0, recheck_interval=0.05)
+    other = workers(max_pending=1, lease_ttl=1.0, recheck_interval=0.05)
+    lease = await holder.acquire()  # a POST that takes its time
+    with anyio.move_on_after(2.0):
+        await other.acquire()
+        pytest.fail("the lease of a live worker expired")
+    await holder.refused(lease, pending_cap=False)
+
+
+async def test_a_dead_waiter_leaves_the_queue(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    holder, alive = workers(max_pending=1), workers(max_pending=1)
+    held = await holder.acquire()
+    await holder.bind(held, "gen-1")
+    # A worker that died while waiting: first in the queue, its heartbeat long expired.
+    fake = fakeredis.FakeAsyncRedis(server=server)
+    await fake.zadd(holder._keys[2], {"dead-worker:1": 0})
+    await fake.zadd(holder._keys[3], {"dead-worker:1": 1})
+    async with anyio.create_task_group() as group:
+        got: list[Lease] = []
+
+        async def take() -> None:
+            got.append(await alive.acquire())
+
+        group.start_soon(take)
+        await anyio.sleep(0.05)
+        await holder.release(held, finished=True)
+    assert len(got) == 1
+    assert (await alive.account_limits()).waiting == 0
+
+
+async def test_a_slot_granted_to_a_waiter_that_just_died_comes_back_soon(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    holder = workers(max_pending=1, lease_ttl=600)
+    alive = workers(max_pending=1, lease_ttl=600)
+    held = await holder.acquire()
+    await holder.bind(held, "gen-1")
+    # A worker killed while waiting, first in the queue, its heartbeat still fresh.
+    fake = fakeredis.FakeAsyncRedis(server=server)
+    await fake.zadd(holder._keys[2], {"dead-worker:1": 0})
+    await fake.zadd(holder._keys[3], {"dead-worker:1": time.time() * 1000 + 60_000})
+    async with anyio.create_task_group() as group:
+        got: list[Lease] = []
+
+        async def take() -> None:
+            got.append(await alive.acquire())
+
+        group.start_soon(take)
+        await anyio.sleep(0.05)
+        await holder.release(held, finished=True)  # the slot goes to the dead waiter
+        with anyio.fail_after(60):  # it comes back long before a lease would expire
+            while not got:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    # What expired is the dead waiter's slot (the short waiter expiry), not a lease.
+    assert (await alive.account_limits()).expired == 1
+
+
+async def test_a_generation_ending_wakes_one_refused_submit_per_worker(workers: Workers) -> None:
+    first, second = workers(max_pending=4), workers(max_pending=4)
+    leases = [await first.acquire() for _ in range(2)]
+    for number, lease in enumerate(leases):
+        await first.bind(lease, f"gen-{number}")
+    woken: list[str] = []
+
+    async def wait(name: str, limiter: RedisLimiter) -> None:
+        await limiter.wait_for_room(5)
+        woken.append(name)
+
+    async with anyio.create_task_group() as group:
+        for name, limiter in (("a1", first), ("a2", first), ("b1", second)):
+            group.start_soon(wait, name, limiter)
+        await anyio.sleep(0.05)
+        await first.release(leases[0], finished=True)
+        await until(lambda: len(woken) == 2)
+        assert sorted(woken) == ["a1", "b1"], "one per worker, not all of them"
+        await first.release(leases[1], finished=True)
+        await until(lambda: len(woken) == 3)
+
+
+# ------------------------------------------------------------------- the account
+
+
+async def test_keys_are_named_after_a_hash_of_the_key_and_the_prefix(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    limiter = workers(prefix="team-a")
+    lease = await limiter.acquire()
+    await limiter.bind(lease, "gen-1")
+    keys = [key.decode() for key in await fakeredis.FakeAsyncRedis(server=server).keys()]
+    assert keys
+    assert all(key.startswith(f"team-a:{{{account_hash(KEY)}}}:") for key in keys), keys
+    assert not any(KEY in key for key in keys)
+
+
+async def test_two_accounts_do_not_share_a_cap(workers: Workers) -> None:
+    mine, theirs = workers(max_pending=1), workers(max_pending=1, api_key="another-key")
+    await mine.acquire()
+    with anyio.fail_after(1):
+        await theirs.acquire()
+
+
+async def test_a_limiter_serves_one_account(workers: Workers) -> None:
+    limiter = workers()
+    with pytest.raises(ValueError, match="another account"):
+        limiter.attach(api_key="someone-else", max_requests_per_second=None)
+
+
+async def test_the_learned_ceiling_is_shared(workers: Workers) -> None:
+    first = workers(max_pending="auto")
+    leases = [await first.acquire() for _ in range(4)]
+    for number, lease in enumerate(leases[:3]):
+        await first.bind(lease, f"gen-{number}")
+    await first.refused(leases[3], pending_cap=True)  # the cap is full at 3
+    assert first.limit == 3
+    await first.release(leases[0], finished=False)
+    second = workers(max_pending="auto")
+    await second.connect()
+    lease = await second.acquire()
+    assert second.limit == 3, "a new worker starts at the ceiling the first one learned"
+    limits = await second.account_limits()
+    assert (limits.mode, limits.ceiling, limits.refused) == ("auto", 3, 1)
+    await second.refused(lease, pending_cap=False)
+
+
+# ----------------------------------------------------------------- Redis trouble
+
+
+def test_the_password_never_shows(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = RedisLimiter("rediss://worker:s3cr3t-pw@redis.example:6380/2?ssl_cert_reqs=none")
+    assert "s3cr3t" not in repr(limiter)
+    assert limiter.url == "rediss://worker:***@redis.example:6380/2"
+
+
+def test_urls_are_checked() -> None:
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        RedisLimiter("http://:pw@example.com")
+    with pytest.raises(ValueError, match="GETTY_REDIS_URL"):
+        RedisLimiter()
+    with pytest.raises(ValueError, match="max_pending"):
+        RedisLimiter("redis://localhost", max_pending=0)
+
+
+def test_a_rediss_url_makes_a_tls_client() -> None:
+    import redis.asyncio
+
+    limiter = RedisLimiter("rediss://:pw@localhost:6380/0", api_key=KEY)
+    client = limiter._redis()
+    assert isinstance(client, redis.asyncio.Redis)
+    assert client.connection_pool.connection_class is redis.asyncio.SSLConnection
+
+
+async def test_unreachable_at_start_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = RedisLimiter("redis://:hunter2@127.0.0.1:1/0", api_key=KEY)
+    with pytest.raises(errors.LimiterUnavailableError) as caught:
+        await limiter.acquire()
+    message = str(caught.value)
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in message
+    assert "hunter2" not in message + caplog.text
+    await limiter.aclose()
+
+
+async def test_lost_mid_run_new_leases_wait_then_a_clear_error(
+    workers: Workers, server: fakeredis.FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "getty_ai_async.redis")
+    limiter = workers(max_pending=4, max_outage=0.3)
+    bound = await limiter.acquire()
+    await limiter.bind(bound, "gen-1")
+    server.connected = False
+    started = anyio.current_time()
+    with pytest.raises(errors.LimiterUnavailableError, match="unreachable for"):
+        await limiter.acquire()
+    assert anyio.current_time() - started >= 0.3, "it waited and retried first"
+    await limiter.release(bound, finished=True)  # no error: kept to tell Redis later
+    assert "unreachable" in caplog.text
+    server.connected = True
+    await until(lambda: not limiter._released)
+    assert (await limiter.account_limits()).in_use == 0
+
+
+async def test_a_pause_shorter_than_max_outage_goes_unnoticed(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    limiter = workers(max_pending=4, max_outage=5)
+    await limiter.connect()
+    server.connected = False
+    async with anyio.create_task_group() as group:
+        got: list[Lease] = []
+
+        async def take() -> None:
+            got.append(await limiter.acquire())
+
+        group.start_soon(take)
+        await anyio.sleep(0.3)
+        assert not got
+        server.connected = True
+    assert len(got) == 1
+
+
+async def test_a_restarted_empty_redis_gets_every_lease_back(
+    workers: Workers, server: fakeredis.FakeServer
+) -> None:
+    limiter = workers(max_pending=8)
+    leases = [await limiter.acquire() for _ in range(3)]
+    for number, lease in enumerate(leases[:2]):
+        await limiter.bind(lease, f"gen-{number}")
+    await fakeredis.FakeAsyncRedis(server=server).flushall()  # restarted without its data
+    other = workers(max_pending=8)
+    await other.connect()
+    lease = await limiter.acquire()  # Redis answers "fresh": the worker re-registers
+    await until(lambda: not limiter._needs_sync)
+    limits = await other.account_limits()
+    assert (limits.bound, limits.claims) == (2, 2)
+    await limiter.refused(lease, pending_cap=False)
+
+
+# --------------------------------------------------------------- shared budget
+
+
+async def test_the_request_budget_is_shared_by_every_worker(workers: Workers) -> None:
+    budgets = [
+        workers().attach(api_key=KEY, max_requests_per_second=20),
+        workers().attach(api_key=KEY, max_requests_per_second=20),
+    ]
+    assert all(isinstance(budget, RedisRateBudget) for budget in budgets)
+    started = anyio.current_time()
+    async with anyio.create_task_group() as group:
+        for budget in budgets:
+            for _ in range(5):
+                assert budget is not None
+                group.start_soon(budget.acquire)
+    # 10 requests at 20/s between them: the last one goes out about 0.45 s after the first.
+    assert anyio.current_time() - started >= 0.4
+
+
+async def test_a_429_anywhere_slows_the_shared_budget(workers: Workers) -> None:
+    first, second = (
+        workers().attach(api_key=KEY, max_requests_per_second=50),
+        workers().attach(api_key=KEY, max_requests_per_second=50),
+    )
+    assert first is not None
+    assert second is not None
+    await first.acquire()
+    first.throttled()
+    first.throttled()
+    await first.acquire()  # carries the two 429s to Redis
+    started = anyio.current_time()
+    for _ in range(4):
+        await second.acquire()
+    # 50/s slowed twice by 30%: about 24.5/s, so four turns take about 0.16 s, not 0.08.
+    assert anyio.current_time() - started >= 0.12
+
+
+# --------------------------------------------------------------- in the client
+
+
+async def test_the_client_uses_it_for_the_cap_and_the_budget(server: fakeredis.FakeServer) -> None:
+    limiter = RedisLimiter(redis=fakeredis.FakeAsyncRedis(server=server), max_pending=3)
+    async with AsyncGettyAI.sandbox(
+        limiter=limiter,
+        pending_seconds=0.5,
+        time_scale=0.02,
+        pending_limit=3,
+        poll_interval=0.005,
+        max_requests_per_second=1000,
+    ) as client:
+        assert isinstance(client._transport.budget, RedisRateBudget)
+        outcomes = [outcome async for outcome in client.generate_many(f"p{i}" for i in range(20))]
+        assert all(outcome.ok for outcome in outcomes)
+        assert client.simulator is not None
+        assert client.simulator.stats.peak_pending <= 3
+        assert client.simulator.stats.rate_limited_pending == 0
+        assert "RedisLimiter" in repr(client)
+
+
+def test_getty_redis_url_gives_every_client_a_redis_limiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GETTY_REDIS_URL", "redis://:pw@127.0.0.1:1/0")
+    client = AsyncGettyAI(api_key=KEY, max_pending=5)
+    limiter = client.limiter
+    assert isinstance(limiter, RedisLimiter)
+    assert limiter.limit == 5
+    assert "pw" not in repr(limiter)
+
+
+async def test_a_client_whose_redis_is_down_fails_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GETTY_REDIS_URL", "redis://127.0.0.1:1/0")
+    with pytest.raises(errors.LimiterUnavailableError, match=re.escape("127.0.0.1:1")):
+        async with AsyncGettyAI(api_key=KEY):
+            pass
+
+
+def test_under_trio_it_says_it_needs_asyncio() -> None:
+    trio = pytest.importorskip("trio")
+    limiter = RedisLimiter(redis=fakeredis.FakeAsyncRedis(), api_key=KEY)
+
+    async def connect() -> None:
+        with pytest.raises(RuntimeError, match="asyncio"):
+            await limiter.connect()
+
+    trio.run(connect)
