@@ -295,7 +295,11 @@ def plot(results: list[dict[str, Any]]) -> list[str]:
         return []
     PLOTS.mkdir(exist_ok=True)
     written = []
-    shown = [r for r in results if r["scenario"] in ("ours", "handwritten", "naive")]
+    shown = [
+        r
+        for r in results
+        if r["scenario"] in ("ours", "handwritten", "naive") and not r.get("label")
+    ]
     figure, axes = plt.subplots(figsize=(8, 4))
     for r in shown:
         times = [t for t, _, _ in r["timeline"]]
@@ -393,11 +397,10 @@ def main() -> int:
             "adaptive makespan <= 1.03 x fixed polling (+-20%)",
             jittered[0]["makespan"] <= 1.03 * jittered[1]["makespan"],
         ),
+        ("QPS budget: zero 429s", spending["refused"] == 0 and fixed_spending["refused"] == 0),
         (
-            "QPS budget: zero 429s, adaptive makespan <= 0.9 x fixed polling's",
-            spending["refused"] == 0
-            and fixed_spending["refused"] == 0
-            and spending["makespan"] <= 0.9 * fixed_spending["makespan"],
+            "QPS budget: adaptive makespan <= 0.9 x fixed polling's",
+            spending["makespan"] <= 0.9 * fixed_spending["makespan"],
         ),
         (
             "our CPU per generation <= 0.2 x the hand-written loop's (best of 2 each)",
