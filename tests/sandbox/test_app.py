@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 from typing import Any
 
@@ -205,14 +204,14 @@ async def test_pending_bookkeeping_shrinks_as_generations_finish() -> None:
     assert sandbox.stats.current_pending() == 1
 
 
-async def test_thousands_of_requests_per_second_in_process(connect: Connect) -> None:
+async def test_hundreds_of_requests_in_process_keep_no_history(connect: Connect) -> None:
+    # How fast is for the benchmarks (benchmarks/transport.py); here: they all succeed.
     sandbox = Sandbox(pending_seconds=0, keep_history=False)
     async with connect(sandbox) as client:
-        started = time.perf_counter()
         for i in range(500):
             await generate(client, prompt=f"p{i}")
-        elapsed = time.perf_counter() - started
-    assert 500 / elapsed > 500  # generous: typically several thousand
+    assert sandbox.stats.submissions == 500
+    assert sandbox.stats.current_pending() == 0
 
 
 def test_works_in_process_under_trio() -> None:
