@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from .._models import SizeName
+from .._redis._limiter import shown_redis_url
 from ._batch import DEFAULT_JOURNAL_NAME, DEFAULT_RESULTS_NAME, BatchJob, run_batch, summary
 from ._errors import UsageError
 from ._inputs import STDIN, InputFormat, open_input
@@ -59,6 +60,9 @@ def command_line(ctx: typer.Context) -> str:
             elif getattr(param, "is_flag", False):
                 if value:
                     words.append(param.opts[0])
+            elif name == "redis":
+                # Its password stays out of the terminal: the resume line shows *** instead.
+                words.extend([param.opts[0], shown_redis_url(str(value))])
             else:
                 words.extend([param.opts[0], _word(value)])
     return shlex.join(words)
@@ -178,7 +182,9 @@ def batch(
     if qps is not None and not qps > 0:
         fail(f"--qps must be > 0, got {qps}")
     with reporting_errors(settings):
-        scale = scale_out(redis, shard, settings.max_pending)
+        batch_max_pending = parse_max_pending(max_pending) if max_pending else None
+        # The batch's own --max-pending wins over the global one, for a shared cap too.
+        scale = scale_out(redis, shard, batch_max_pending or settings.max_pending)
         job = BatchJob(
             source=scale.input(open_input(file, input_format)),
             out=out,
@@ -186,7 +192,7 @@ def batch(
             journal=journal or scale.path(out / DEFAULT_JOURNAL_NAME),
             download=download,
             images_per_prompt=images_per_prompt,
-            max_pending=parse_max_pending(max_pending) if max_pending else None,
+            max_pending=batch_max_pending,
             retry_failed=retry_failed,
             retry_uncertain=retry_uncertain,
             save_concurrency=download_concurrency,

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 
+from getty_ai_async._cli._app import app
+from getty_ai_async._cli._batch_command import command_line
 from getty_ai_async._cli._errors import UsageError
 from getty_ai_async._cli._shard import parse_shard, shard_of
 from getty_ai_async.sandbox import Sandbox
@@ -96,3 +99,41 @@ def test_a_shard_without_redis_says_it_shares_no_cap(cli: Cli, tmp_path: Path) -
     result = cli("--sandbox", "batch", str(prompts), "--out", str(tmp_path), "--shard", "0/2")
     assert result.exit_code == 0, result.output
     assert "each worker keeps a cap of its own" in result.output
+
+
+def test_the_resume_line_never_shows_the_redis_password() -> None:
+    group = typer.main.get_command(app)
+    url = "redis://:pa55word@127.0.0.1:6379/0"
+    root = group.make_context("getty-ai", ["batch", "prompts.txt", "--redis", url])
+    # click keeps the subcommand's words apart (`_protected_args` since 8.2).
+    protected = getattr(root, "_protected_args", None) or getattr(root, "protected_args", [])
+    name, command, rest = group.resolve_command(root, [*protected, *root.args])
+    assert name is not None
+    assert command is not None
+    line = command_line(command.make_context(name, rest, parent=root))
+    assert "pa55word" not in line
+    assert "--redis 'redis://:***@127.0.0.1:6379/0'" in line
+
+
+def test_the_batchs_own_max_pending_sets_the_shared_cap(
+    cli: Cli, tmp_path: Path, redis_server: Any
+) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", *(f"capped prompt {i}" for i in range(6)))
+    sandbox = Sandbox(**FAST_SANDBOX, pending_limit=3, images_per_generation=1)
+    result = cli(
+        "--sandbox",
+        "batch",
+        str(prompts),
+        "--out",
+        str(tmp_path / "out"),
+        "--redis",
+        redis_server.url,
+        "--max-pending",
+        "3",
+        "--quiet",
+        settings=fast_settings(sandbox),
+    )
+    assert result.exit_code == 0, result.output
+    assert sandbox.stats.rate_limited_pending == 0
+    as_json = json.loads(cli("--sandbox", "limits", "--redis", redis_server.url, "--json").output)
+    assert (as_json["mode"], as_json["limit"]) == ("3", 3)
