@@ -453,8 +453,23 @@ class RedisLimiter:
         ]
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
-        module = _require_redis()
-        return (module.exceptions.ConnectionError, module.exceptions.TimeoutError, OSError)
+        """What makes Redis "away" (wait, retry, tell it later) rather than an error.
+
+        Besides a lost connection: a server that cannot take writes for now, such as a
+        primary demoted by a failover (READONLY), one out of memory, or a replica whose
+        primary is down: each passes, and failing inputs or forgetting releases over it
+        would hold the account's cap for a whole lease TTL.
+        """
+        found = _require_redis().exceptions
+        return (
+            found.ConnectionError,
+            found.TimeoutError,
+            OSError,
+            found.ReadOnlyError,
+            found.OutOfMemoryError,
+            found.MasterDownError,
+            found.TryAgainError,
+        )
 
     def _redis(self) -> aioredis.Redis:
         if self._client is None:

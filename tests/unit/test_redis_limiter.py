@@ -529,3 +529,37 @@ def test_under_trio_it_says_it_needs_asyncio() -> None:
             await limiter.connect()
 
     trio.run(connect)
+
+
+async def test_a_redis_that_cannot_take_writes_for_a_moment_is_an_outage_not_an_error(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A failover can leave a worker on a demoted primary for a few seconds (READONLY).
+    import redis.exceptions
+
+    limiter = workers(max_pending=1, max_outage=5)
+    held = await limiter.acquire()
+    await limiter.bind(held, "gen-1")
+    real_eval = limiter._eval
+    read_only = [True]
+
+    async def refusing_writes(name: str, *args: Any) -> Any:
+        if read_only[0]:
+            raise redis.exceptions.ReadOnlyError("You can't write against a read only replica.")
+        return await real_eval(name, *args)
+
+    monkeypatch.setattr(limiter, "_eval", refusing_writes)
+    await limiter.release(held, finished=True)  # no error: kept to tell Redis later
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+
+        async def take() -> None:
+            got.append(await limiter.acquire())
+
+        group.start_soon(take)
+        await anyio.sleep(0.3)
+        assert not got, "it waits instead of failing"
+        read_only[0] = False
+    assert len(got) == 1
+    await until(lambda: not limiter._released)
+    assert (await limiter.account_limits()).in_use == 1, "the release was told, not lost"
