@@ -251,6 +251,7 @@ class RedisLimiter:
         self._connecting: anyio.Lock | None = None
         self._outage_since: float | None = None
         self._needs_sync = False
+        self._synced_at: float | None = None
         self._seen_state = False
         self.round_trips: Counter[str] = Counter()
         """Redis calls made so far, by kind (acquire, bind, release, sync, qps...)."""
@@ -652,7 +653,11 @@ class RedisLimiter:
                 await anyio.sleep(self.recheck_interval)
             if not (self._waiters or self._claims or self._needs_sync or self._released):
                 break
-            full = self._needs_sync
+            # A stall of this worker's event loop (a blocking call, a paused VM) longer
+            # than a waiter's TTL let Redis drop its places in the queue, which a plain
+            # sync only refreshes: after a long gap, register everything again.
+            gap = 0.0 if self._synced_at is None else anyio.current_time() - self._synced_at
+            full = self._needs_sync or gap >= self._waiter_ttl / 2
             waiters = list(self._waiters)
             claims = list(self._claims)
             bound = list(self._bound) if full else []
@@ -681,6 +686,7 @@ class RedisLimiter:
                 delay = min(delay * 2, _BACKOFF_MAX)
                 continue
             delay = _BACKOFF_FIRST
+            self._synced_at = anyio.current_time()
             self._back()
             self._released.difference_update(released)
             self._on_granted(self._apply(raw))

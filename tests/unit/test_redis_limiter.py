@@ -563,3 +563,26 @@ async def test_a_redis_that_cannot_take_writes_for_a_moment_is_an_outage_not_an_
     assert len(got) == 1
     await until(lambda: not limiter._released)
     assert (await limiter.account_limits()).in_use == 1, "the release was told, not lost"
+
+
+async def test_a_waiter_survives_a_stall_of_its_event_loop(workers: Workers) -> None:
+    # Redis drops a place in the queue nobody refreshed for its TTL (2 s here); a worker
+    # whose loop was blocked that long must queue again, not wait forever.
+    holder = workers(max_pending=1, recheck_interval=0.2)
+    waiter = workers(max_pending=1, recheck_interval=0.2)
+    held = await holder.acquire()
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+
+        async def take() -> None:
+            got.append(await waiter.acquire())
+
+        group.start_soon(take)
+        await until(lambda: bool(waiter._waiters))
+        await anyio.sleep(0.3)
+        time.sleep(2.5)  # noqa: ASYNC251 - the point: the whole event loop is blocked
+        await anyio.sleep(0.5)
+        await holder.release(held, finished=True)
+        with anyio.fail_after(5):
+            await until(lambda: bool(got), timeout=5)
+    assert len(got) == 1
