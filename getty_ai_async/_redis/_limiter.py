@@ -58,6 +58,10 @@ _BACKOFF_MAX = 2.0
 _SUBSCRIBE_WAIT = 5.0
 
 
+# How long a waiter that stops waiting tries to take its place out of the queue.
+_CANCEL_WITHIN = 1.0
+
+
 def shown_redis_url(url: str) -> str:
     """`url` as reprs, logs and errors show it: no password, no query string."""
     parts = urlsplit(url)
@@ -355,7 +359,9 @@ class RedisLimiter:
                 raise waiter.error
         except BaseException:
             self._waiters.pop(token, None)
-            with anyio.CancelScope(shield=True):
+            # Briefly, even when cancelled: a Redis that hangs would hold the caller for
+            # the whole socket timeout, and a place not cancelled expires by itself.
+            with anyio.move_on_after(_CANCEL_WITHIN, shield=True):
                 await self._call("cancel", token, wait=False)
             raise
         del self._waiters[token]

@@ -586,3 +586,23 @@ async def test_a_waiter_survives_a_stall_of_its_event_loop(workers: Workers) -> 
         with anyio.fail_after(5):
             await until(lambda: bool(got), timeout=5)
     assert len(got) == 1
+
+
+async def test_cancelling_a_wait_does_not_wait_for_a_redis_that_hangs(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = workers(max_pending=1)
+    waiter = workers(max_pending=1)
+    await holder.acquire()
+    real_eval = waiter._eval
+
+    async def hanging_cancel(name: str, *args: Any) -> Any:
+        if name == "cancel":
+            await anyio.sleep(30)  # a frozen server: no answer until the socket timeout
+        return await real_eval(name, *args)
+
+    monkeypatch.setattr(waiter, "_eval", hanging_cancel)
+    with anyio.fail_after(5):  # the cancel gives up on Redis after about a second
+        with anyio.move_on_after(0.2):
+            await waiter.acquire()
+    assert not waiter._waiters
