@@ -77,7 +77,11 @@ class LimiterStatistics:
 
 @runtime_checkable
 class Limiter(Protocol):
-    """What `AsyncGettyAI(limiter=...)` accepts: a pool of leases on the pending cap."""
+    """What `AsyncGettyAI(limiter=...)` accepts: a pool of leases on the pending cap.
+
+    The ``...`` bodies below are the Protocol's signatures, not stubs: `PendingLimiter`
+    (in process) and `RedisLimiter` (shared) implement them.
+    """
 
     @property
     def lease_ttl(self) -> float:

@@ -115,10 +115,10 @@ class PendingLimiter:
         return None if max_requests_per_second is None else RateBudget(max_requests_per_second)
 
     async def connect(self) -> None:
-        pass
+        """Nothing to reach: the leases live in this process's memory."""
 
     async def aclose(self) -> None:
-        pass
+        """Nothing to release: no connection and no background task of its own."""
 
     # ------------------------------------------------------------------ leases
 
