@@ -21,14 +21,17 @@ reached fails there, clearly) and `aclose` when it closes.
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import anyio
+
 if TYPE_CHECKING:
     from ._transport import RequestBudget
 
-__all__ = ["Lease", "Limiter", "LimiterStatistics"]
+__all__ = ["Lease", "Limiter", "LimiterStatistics", "RoomWaiters"]
 
 _tokens = itertools.count(1)
 
@@ -135,3 +138,32 @@ class Limiter(Protocol):
     async def aclose(self) -> None:
         """Release connections and background tasks (the client's `aclose` calls it)."""
         ...
+
+
+class RoomWaiters:
+    """Refused submits waiting for a generation to end (`Limiter.wait_for_room`).
+
+    One ended generation wakes one waiter, not all: waking every one would send them
+    into the same 429 again.
+    """
+
+    __slots__ = ("_waiting",)
+
+    def __init__(self) -> None:
+        self._waiting: deque[anyio.Event] = deque()
+
+    async def wait(self, timeout: float) -> None:
+        """Return when `wake` picks this waiter, or after `timeout`."""
+        room = anyio.Event()
+        self._waiting.append(room)
+        try:
+            with anyio.move_on_after(timeout):
+                await room.wait()
+        finally:
+            if not room.is_set():
+                self._waiting.remove(room)
+
+    def wake(self, count: int = 1) -> None:
+        """`count` generations ended: room for as many waiters, oldest first."""
+        for _ in range(min(count, len(self._waiting))):
+            self._waiting.popleft().set()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from ._auto import AUTO_MAX, AUTO_START, AutoLimit
-from ._lease import Lease, LimiterStatistics
+from ._lease import Lease, LimiterStatistics, RoomWaiters
 from ._rate import RateBudget
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class PendingLimiter:
         self._leases: set[Lease] = set()
         self._bound = 0
         self._waiters: deque[_Waiter] = deque()
-        self._room: deque[anyio.Event] = deque()
+        self._room = RoomWaiters()
         self._next_expiry = math.inf
         self._refused = 0
         self._expired = 0
@@ -177,10 +177,7 @@ class PendingLimiter:
         was_bound = lease.bound
         self._drop(lease, grant=False)
         if was_bound:
-            # One generation ended makes room for one refused submit, not for all of
-            # them: waking every one would send them into the same 429 again.
-            if self._room:
-                self._room.popleft().set()
+            self._room.wake()
             if finished and self._auto is not None:
                 self._auto.finished(len(self._leases), self._bound)
                 self._limit = max(self._auto.limit, 1)
@@ -192,14 +189,7 @@ class PendingLimiter:
             lease.expires_at = expires_at
 
     async def wait_for_room(self, timeout: float) -> None:
-        room = anyio.Event()
-        self._room.append(room)
-        try:
-            with anyio.move_on_after(timeout):
-                await room.wait()
-        finally:
-            if not room.is_set():
-                self._room.remove(room)
+        await self._room.wait(timeout)
 
     # ---------------------------------------------------------------- internals
 

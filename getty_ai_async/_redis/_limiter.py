@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import socket
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -39,7 +39,7 @@ import anyio
 from .._auto import AUTO_MAX, AUTO_START, PROBE_MAX, PROBE_MIN
 from .._background import BackgroundTask, running_trio, spawn
 from .._constants import DEFAULT_MAX_PENDING
-from .._lease import Lease, LimiterStatistics
+from .._lease import Lease, LimiterStatistics, RoomWaiters
 from .._limiter import DEFAULT_LEASE_TTL, MaxPending
 from ..errors import LimiterUnavailableError
 from ._scripts import QPS, SCRIPTS
@@ -242,7 +242,7 @@ class RedisLimiter:
         self._claims: dict[str, Lease] = {}
         self._bound: dict[str, Lease] = {}
         self._released: set[str] = set()
-        self._room: deque[anyio.Event] = deque()
+        self._room = RoomWaiters()
         self._stats = LimiterStatistics(
             limit=self._fixed or AUTO_START, in_use=0, bound=0, waiting=0
         )
@@ -413,7 +413,7 @@ class RedisLimiter:
         if reply is None:
             # Redis is away: tell it later; meanwhile room for a refused submit of ours.
             self._released.add(generation_request_id)
-            self._wake_room(1)
+            self._room.wake(1)
 
     async def refresh(self, leases: Sequence[Lease]) -> None:
         ids = [
@@ -437,14 +437,7 @@ class RedisLimiter:
     async def wait_for_room(self, timeout: float) -> None:
         with contextlib.suppress(LimiterUnavailableError):
             await self._ensure()  # room comes through the listener
-        room = anyio.Event()
-        self._room.append(room)
-        try:
-            with anyio.move_on_after(timeout):
-                await room.wait()
-        finally:
-            if not room.is_set():
-                self._room.remove(room)
+        await self._room.wait(timeout)
 
     # ------------------------------------------------------------- connection
 
@@ -725,7 +718,7 @@ class RedisLimiter:
                         continue
                     data = _text(message["data"])
                     if _text(message["channel"]) == room_channel:
-                        self._wake_room(int(data) if data.isdigit() else 1)
+                        self._room.wake(int(data) if data.isdigit() else 1)
                         continue
                     epoch, *tokens = data.split()
                     for token in tokens:
@@ -739,8 +732,3 @@ class RedisLimiter:
             finally:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-    def _wake_room(self, count: int) -> None:
-        # One generation ended: room for one refused submit of this worker, not all.
-        for _ in range(min(count, len(self._room))):
-            self._room.popleft().set()
