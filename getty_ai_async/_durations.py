@@ -35,17 +35,18 @@ def _bucket(seconds: float) -> int:
     return min(_BUCKETS - 1, int(math.log10(seconds / _LOW) * _PER_DECADE))
 
 
-def _upper_edge(bucket: int) -> float:
-    return float(_LOW * 10 ** ((bucket + 1) / _PER_DECADE))
-
-
 class DurationEstimate:
     """Quantiles of recent durations of one kind of work (seconds)."""
 
-    __slots__ = ("_counts", "_quantiles", "_total", "_weight", "samples")
+    __slots__ = ("_counts", "_highest", "_lowest", "_quantiles", "_total", "_weight", "samples")
 
     def __init__(self) -> None:
         self._counts = [0.0] * _BUCKETS
+        # The extremes seen in each bucket: a quantile is read between them rather than
+        # between the bucket's edges, so a sharp edge (nothing is seen finished before
+        # it took its time) is not smeared across the bucket it falls in.
+        self._lowest = [math.inf] * _BUCKETS
+        self._highest = [-math.inf] * _BUCKETS
         self._total = 0.0
         self._weight = 1.0
         self._quantiles: dict[float, float | None] = {}
@@ -53,7 +54,10 @@ class DurationEstimate:
 
     def add(self, seconds: float) -> None:
         """Record one finished piece of work that took `seconds`."""
-        self._counts[_bucket(seconds)] += self._weight
+        bucket = _bucket(seconds)
+        self._counts[bucket] += self._weight
+        self._lowest[bucket] = min(self._lowest[bucket], seconds)
+        self._highest[bucket] = max(self._highest[bucket], seconds)
         self._total += self._weight
         self._weight *= _GROWTH
         self.samples += 1
@@ -74,57 +78,66 @@ class DurationEstimate:
             return None
         target = q * self._total
         running = 0.0
+        highest = 0.0
         for bucket, count in enumerate(self._counts):
-            if count and running + count >= target:
+            if not count:
+                continue
+            if running + count >= target:
                 # Spread evenly within the bucket: its width (3.7%) is a large share of
                 # the spread of durations that hardly vary.
-                low = _upper_edge(bucket - 1) if bucket else 0.0
-                return low + (_upper_edge(bucket) - low) * (target - running) / count
+                low, highest = self._lowest[bucket], self._highest[bucket]
+                return low + (highest - low) * (target - running) / count
             running += count
-        return _upper_edge(_BUCKETS - 1)
+            highest = self._highest[bucket]
+        return highest  # rounding left the target a hair above the total
 
 
 class PollTiming:
     """When to poll a new generation of one kind first, learned from earlier ones.
 
-    Polls of one generation are an interval apart, so what is left to choose is the
-    first one. Aimed where a fifth of recent generations would already have been seen
-    finished, it usually finds this one done or one interval short of done, instead of
-    at a random point of the interval as polling from acceptance does: fewer polls and
-    less time between finishing and being seen.
+    Polls of one generation are a spacing apart (the interval, or longer while requests
+    wait for their turn in a QPS budget), so what is left to choose is the first one.
+    Aimed where a tenth of recent generations had already been seen finished, it usually
+    finds this one done or one spacing short of done, instead of at a random point of
+    the spacing as polling from acceptance does: fewer polls and less time between
+    finishing and being seen.
 
     Learning needs polls that are not aimed: a generation whose polls fall at a random
-    phase is seen finished a uniform share of an interval after it finished, so that
-    time less half an interval is an unbiased sample of how long it took. Every
+    phase is seen finished a uniform share of a spacing after it finished. When such
+    polls see them finished is what the aim is taken from (the wider the spacing, the
+    later the aim: a poll that misses costs a whole spacing then); that time less half
+    the gap before it is an unbiased sample of how long one took (`durations`). Every
     generation is such a sample until a few were seen, then one in `_SAMPLE_EVERY`,
-    polled first at a random point of the interval before the aim (one that finds it
+    polled first at a random point of the spacing before the aim (one that finds it
     done already still pulls the aim earlier: a service that speeds up is followed).
     """
 
-    __slots__ = ("_random", "_started", "durations")
+    __slots__ = ("_random", "_seen", "_started", "durations")
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.durations = DurationEstimate()
+        self._seen = DurationEstimate()
         self._random = rng or random.Random()
         self._started = 0
 
-    def ready_after(self, interval: float) -> float | None:
+    def ready_after(self) -> float | None:
         """Seconds after acceptance when a new one is first polled (None: not learned)."""
-        early = self.durations.quantile(_FIRST_POLL_QUANTILE)
-        return None if early is None else early + interval / 2
+        return self._seen.quantile(_FIRST_POLL_QUANTILE)
 
-    def first_poll(self, interval: float) -> tuple[float, bool]:
+    def first_poll(self, spacing: float) -> tuple[float, bool]:
         """Seconds from acceptance to a new generation's first poll, and whether its
-        finish is a sample to learn from (`finished`)."""
+        finish is a sample to learn from (`finished`); its polls leave `spacing` apart."""
         self._started += 1
-        aim = self.ready_after(interval)
+        aim = self.ready_after()
         if aim is None:
-            return self._random.uniform(0.0, interval), True
+            return self._random.uniform(0.0, spacing), True
         if self._started % _SAMPLE_EVERY == 0:
-            return max(0.0, aim - self._random.uniform(0.0, interval)), True
+            return max(0.0, aim - self._random.uniform(0.0, spacing)), True
         return aim, False
 
-    def finished(self, seen_after: float, interval: float) -> None:
+    def finished(self, seen_after: float, gap: float) -> None:
         """A sampled generation was first seen finished by a poll sent `seen_after`
-        seconds after acceptance, its polls `interval` apart."""
-        self.durations.add(max(0.0, seen_after - interval / 2))
+        seconds after acceptance, `gap` seconds after the poll before it (or, for a
+        first poll, the spacing its random phase was drawn from)."""
+        self._seen.add(seen_after)
+        self.durations.add(max(0.0, seen_after - gap / 2))

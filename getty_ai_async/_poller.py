@@ -112,6 +112,7 @@ class _Entry:
         "interval",
         "kind",
         "last_error",
+        "last_sent",
         "leases",
         "malformed",
         "polled_due",
@@ -136,6 +137,7 @@ class _Entry:
         self.tracked_at = 0.0
         self.malformed = 0
         self.last_error: GettyAIError | None = None
+        self.last_sent: float | None = None
 
 
 class _Box:
@@ -396,7 +398,7 @@ class Poller:
         """When a new generation of `kind` is first polled (adaptive, once learned)."""
         if self.strategy != "adaptive":
             return None
-        return self._timing(kind).ready_after(self.interval)
+        return self._timing(kind).ready_after()
 
     def _first_wait(self, kind: str, accepted: bool) -> tuple[float, bool]:
         """How long until the first poll, and whether the finish is a sample to learn."""
@@ -404,12 +406,23 @@ class Poller:
             return self.interval, False  # no acceptance time: nothing to learn from
         if self.strategy != "adaptive":
             return self.interval, True
-        return self._timing(kind).first_poll(self.interval)
+        # Waiting for turns in a QPS budget spaces polls wider than the interval.
+        return self._timing(kind).first_poll(max(self.interval, self._queue_wait()))
 
-    def _learn(self, entry: _Entry, sent_at: float) -> None:
-        """The poll sent at `sent_at` saw the generation finished."""
+    def _learn(self, entry: _Entry, sent_at: float, previous: float | None) -> None:
+        """The poll sent at `sent_at` saw the generation finished; the one before it
+        (sent at `previous`, if any) had found it pending."""
         if entry.accepted_at is not None and entry.sample:
-            self._timing(entry.kind).finished(sent_at - entry.accepted_at, entry.interval)
+            if previous is None:  # a first poll: its phase was drawn from the spacing
+                gap = max(entry.interval, self._queue_wait())
+            else:
+                gap = sent_at - previous
+            self._timing(entry.kind).finished(sent_at - entry.accepted_at, gap)
+
+    def _queue_wait(self) -> float:
+        """How long a request would wait for its turn in the QPS budget if sent now."""
+        budget = self._transport.budget
+        return 0.0 if budget is None else budget.queue_wait()
 
     def _remember(self, generation_request_id: str) -> None:
         self._known[generation_request_id] = None
@@ -447,7 +460,9 @@ class Poller:
                     continue
                 # Polls due together (generations accepted together finish together)
                 # leave spread over a tenth of an interval: no burst, and none is late
-                # by more than that.
+                # by more than that. (Under a QPS budget a poll is not queued ahead of
+                # its time: a turn taken early would hold back submissions behind it,
+                # each holding a lease while it waits.)
                 spacing = entry.interval / (_SPREAD * len(self._entries))
                 at = max(entry.due, self._last_dispatch + spacing)
                 if at > now:
@@ -497,7 +512,10 @@ class Poller:
     async def _poll(self, entry: _Entry) -> None:
         generation_request_id = entry.generation_request_id
         self.polls += 1
-        sent_at = anyio.current_time()
+        # When it leaves (after its turn in the QPS budget, if any): what it sees is
+        # the service's state then.
+        sent_at = anyio.current_time() + self._queue_wait()
+        previous, entry.last_sent = entry.last_sent, sent_at
         transport = self._transport
         path = ROUTES["get_generation"].path(generation_request_id=generation_request_id)
         try:
@@ -534,7 +552,7 @@ class Poller:
         else:
             entry.malformed = 0
             if not generation.is_pending:
-                self._learn(entry, sent_at)
+                self._learn(entry, sent_at, previous)
                 await self._end(entry, generation, finished=True)
                 return
         await self._after_pending_poll(entry)

@@ -106,9 +106,17 @@ def _check_seconds(field: str, value: object, *, allow_inf: bool = False) -> Non
 class RequestBudget(Protocol):
     """A shared requests-per-second budget that every attempt draws from."""
 
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> None:
+        """Wait for this request's turn."""
+        ...
 
-    def throttled(self) -> None: ...
+    def queue_wait(self) -> float:
+        """Seconds a request starting now would wait for its turn (an estimate if shared)."""
+        ...
+
+    def throttled(self) -> None:
+        """The service answered 429: slow down."""
+        ...
 
 
 DEFAULT_RETRY_AFTER_FLOOR = 0.1

@@ -477,3 +477,19 @@ async def test_a_quiet_async_source_holds_back_no_outcome_and_cancels_promptly()
         assert [outcome.index for outcome in got] == [0]
         assert sim(client).stats.submissions == 1
         await leases_back(client)
+
+
+async def test_under_a_qps_budget_durations_are_learned_from_when_polls_leave() -> None:
+    # Ten leases, 30 requests a second: each burst of submissions queues a third of a
+    # second for its turns, and polls queue behind them. Learning from when a poll was
+    # queued, not when it left, took 0.3 s generations for a few milliseconds long.
+    async with (
+        sandbox_client(
+            max_pending=10, pending_seconds=0.3, poll_interval=0.02, max_requests_per_second=30
+        ) as client,
+        client.generate_many(prompts(40)) as run,
+    ):
+        outcomes = [outcome async for outcome in run]
+    assert all(o.ok for o in outcomes)
+    assert run.stats.typical_seconds is not None
+    assert 0.2 <= run.stats.typical_seconds <= 0.6

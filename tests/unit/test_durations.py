@@ -64,13 +64,13 @@ def test_until_learned_every_generation_is_a_sample_polled_at_a_random_phase() -
     assert all(sample for _, sample in firsts)
     assert all(0.0 <= wait < INTERVAL for wait, _ in firsts)
     assert len({wait for wait, _ in firsts}) == 20
-    assert timing.ready_after(INTERVAL) is None
+    assert timing.ready_after() is None
 
 
 def test_stable_durations_are_seen_almost_at_once_with_about_one_poll() -> None:
     timing = PollTiming(random.Random(2))
     polls, delay = run(timing, [0.5] * 2000)
-    aim = timing.ready_after(INTERVAL)
+    aim = timing.ready_after()
     assert aim is not None
     # Learned from random-phase samples: unbiased, so the aim sits just past 0.5 s.
     assert 0.5 <= aim <= 0.5 + INTERVAL / 4
@@ -82,7 +82,7 @@ def test_stable_durations_are_seen_almost_at_once_with_about_one_poll() -> None:
 def test_most_generations_are_aimed_and_one_in_eight_keeps_learning() -> None:
     timing = PollTiming(random.Random(3))
     run(timing, [0.5] * 100)
-    aim = timing.ready_after(INTERVAL)
+    aim = timing.ready_after()
     assert aim is not None
     firsts = [timing.first_poll(INTERVAL) for _ in range(800)]
     aimed = [wait for wait, sample in firsts if not sample]
@@ -110,6 +110,6 @@ def test_the_aim_follows_a_service_that_speeds_up_or_slows_down(
     timing = PollTiming(random.Random(6))
     run(timing, [before] * 1000)
     run(timing, [after] * 4000)
-    aim = timing.ready_after(INTERVAL)
+    aim = timing.ready_after()
     assert aim is not None
     assert after <= aim <= after + INTERVAL / 2
