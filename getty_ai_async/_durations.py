@@ -27,6 +27,9 @@ _FIRST_POLL_QUANTILE = 0.1
 # One generation in this many is polled from a random point to keep learning (see
 # `PollTiming`); the others are polled when the estimate says they will be ready.
 _SAMPLE_EVERY = 8
+# Before anything is learned, this many samples are polled from acceptance; generations
+# started meanwhile wait for what they teach (`PollTiming.first_poll`).
+_FIRST_SAMPLES = 2 * _MIN_SAMPLES
 
 
 def _bucket(seconds: float) -> int:
@@ -102,6 +105,12 @@ class PollTiming:
     the spacing as polling from acceptance does: fewer polls and less time between
     finishing and being seen.
 
+    Until a few have finished there is nothing to aim with. A handful of samples are then
+    polled every interval from acceptance; the others wait (`first_poll` says None) and
+    are aimed once those have taught enough, rather than each polled every interval:
+    a first batch of many generations started together would cost as many polls as the
+    next few hundred.
+
     Learning needs polls that are not aimed: a generation whose polls fall at a random
     phase is seen finished a uniform share of a spacing after it finished. When such
     polls see them finished is what the aim is taken from (the wider the spacing, the
@@ -112,24 +121,29 @@ class PollTiming:
     done already still pulls the aim earlier: a service that speeds up is followed).
     """
 
-    __slots__ = ("_random", "_seen", "_started", "durations")
+    __slots__ = ("_random", "_sampling", "_seen", "_started", "durations")
 
     def __init__(self, rng: random.Random | None = None) -> None:
         self.durations = DurationEstimate()
         self._seen = DurationEstimate()
         self._random = rng or random.Random()
         self._started = 0
+        self._sampling = 0
 
     def ready_after(self) -> float | None:
         """Seconds after acceptance when a new one is first polled (None: not learned)."""
         return self._seen.quantile(_FIRST_POLL_QUANTILE)
 
-    def first_poll(self, spacing: float) -> tuple[float, bool]:
-        """Seconds from acceptance to a new generation's first poll, and whether its
-        finish is a sample to learn from (`finished`); its polls leave `spacing` apart."""
+    def first_poll(self, spacing: float) -> tuple[float | None, bool]:
+        """Seconds from acceptance to a new generation's first poll (None: once
+        `ready_after` has an answer), and whether its finish is a sample to learn from
+        (`finished` or `lost`); its polls leave `spacing` apart."""
         self._started += 1
         aim = self.ready_after()
         if aim is None:
+            if self._sampling >= _FIRST_SAMPLES:
+                return None, False
+            self._sampling += 1
             return self._random.uniform(0.0, spacing), True
         if self._started % _SAMPLE_EVERY == 0:
             return max(0.0, aim - self._random.uniform(0.0, spacing)), True
@@ -141,3 +155,8 @@ class PollTiming:
         first poll, the spacing its random phase was drawn from)."""
         self._seen.add(seen_after)
         self.durations.add(max(0.0, seen_after - gap / 2))
+
+    def lost(self) -> None:
+        """A sampled generation ended without being seen finished (an error, a close):
+        until something is learned, another generation is sampled in its place."""
+        self._sampling = max(0, self._sampling - 1)

@@ -70,6 +70,10 @@ _MALFORMED_IN_A_ROW = 3
 # Polls due at once leave over at most 1/_SPREAD of an interval.
 _SPREAD = 10
 
+# A generation waiting for the first of its kind to teach when to poll it (adaptive) is
+# polled every this many intervals meanwhile, in case they never do.
+_UNAIMED_WAIT = 16
+
 PollStrategy = Literal["adaptive", "fixed"]
 
 
@@ -106,6 +110,7 @@ class _Subscriber:
 class _Entry:
     __slots__ = (
         "accepted_at",
+        "awaiting_aim",
         "deadline",
         "due",
         "generation_request_id",
@@ -126,6 +131,7 @@ class _Entry:
         self.generation_request_id = generation_request_id
         self.kind = kind
         self.sample = False
+        self.awaiting_aim = False
         self.leases: list[tuple[Limiter, Lease]] = []
         self.subscribers: list[_Subscriber] = []
         self.interval = interval
@@ -186,6 +192,8 @@ class Poller:
         """Tasks waiting in `posts_settled`."""
         self._closed = False
         self._known: dict[str, None] = {}
+        self._awaiting_aim = 0
+        """Entries whose first poll waits for their kind's first samples (adaptive)."""
         self.polls = 0
         """Polls sent so far (every id, every caller)."""
 
@@ -286,6 +294,10 @@ class Poller:
             )
             entry.tracked_at = now
             wait, entry.sample = self._first_wait(kind, accepted)
+            if wait is None:
+                entry.awaiting_aim = True
+                self._awaiting_aim += 1
+                wait = _UNAIMED_WAIT * self.interval
             self._reschedule(entry, now + wait)
         entry.leases.extend(leases)
         if entry.leases:
@@ -388,6 +400,7 @@ class Poller:
             await task.wait()
         entries, self._entries = self._entries, {}
         self._schedule.clear()
+        self._awaiting_aim = 0
         for entry in entries.values():
             for subscriber in entry.subscribers:
                 subscriber.deliver(ClientClosedError(entry.generation_request_id))
@@ -400,8 +413,9 @@ class Poller:
             return None
         return self._timing(kind).ready_after()
 
-    def _first_wait(self, kind: str, accepted: bool) -> tuple[float, bool]:
-        """How long until the first poll, and whether the finish is a sample to learn."""
+    def _first_wait(self, kind: str, accepted: bool) -> tuple[float | None, bool]:
+        """How long until the first poll (None: until its kind's first samples say), and
+        whether the finish is a sample to learn."""
         if not accepted:
             return self.interval, False  # no acceptance time: nothing to learn from
         if self.strategy != "adaptive":
@@ -417,7 +431,29 @@ class Poller:
                 gap = max(entry.interval, self._queue_wait())
             else:
                 gap = sent_at - previous
-            self._timing(entry.kind).finished(sent_at - entry.accepted_at, gap)
+            entry.sample = False
+            timing = self._timing(entry.kind)
+            timing.finished(sent_at - entry.accepted_at, gap)
+            if self._awaiting_aim:
+                self._aim_waiting(entry.kind, timing.ready_after())
+
+    def _aim_waiting(self, kind: str, aim: float | None) -> None:
+        """Its kind was just learned: poll those that waited for it when they are due."""
+        if aim is None:
+            return
+        now = anyio.current_time()
+        for entry in self._entries.values():
+            if entry.awaiting_aim and entry.kind == kind:
+                self._stop_awaiting_aim(entry)
+                assert entry.accepted_at is not None  # only accepted ones wait for an aim
+                when = max(now, entry.accepted_at + aim)
+                if when < entry.due:
+                    self._reschedule(entry, when)
+
+    def _stop_awaiting_aim(self, entry: _Entry) -> None:
+        if entry.awaiting_aim:
+            entry.awaiting_aim = False
+            self._awaiting_aim -= 1
 
     def _queue_wait(self) -> float:
         """How long a request would wait for its turn in the QPS budget if sent now."""
@@ -583,7 +619,8 @@ class Poller:
             self._drop(entry)  # nobody waits and nothing to give back
             return
         # Keep the cadence of the first poll rather than drifting by each poll's latency.
-        when = max(entry.polled_due + entry.interval, now)
+        every = entry.interval * (_UNAIMED_WAIT if entry.awaiting_aim else 1)
+        when = max(entry.polled_due + every, now)
         soonest = min((s.deadline for s in entry.subscribers), default=math.inf)
         self._reschedule(entry, min(when, max(soonest, now)))
 
@@ -595,6 +632,10 @@ class Poller:
     def _drop(self, entry: _Entry) -> None:
         if self._entries.get(entry.generation_request_id) is entry:
             del self._entries[entry.generation_request_id]
+            self._stop_awaiting_aim(entry)
+            if entry.sample:
+                entry.sample = False
+                self._timing(entry.kind).lost()
             self._wake()  # the last one gone: the task ends now, not at its next tick
 
     async def _end(self, entry: _Entry, result: Result | None, *, finished: bool) -> None:

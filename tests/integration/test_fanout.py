@@ -493,3 +493,18 @@ async def test_under_a_qps_budget_durations_are_learned_from_when_polls_leave() 
     assert all(o.ok for o in outcomes)
     assert run.stats.typical_seconds is not None
     assert 0.2 <= run.stats.typical_seconds <= 0.6
+
+
+async def test_a_first_batch_waits_for_a_few_samples_instead_of_each_polling_every_interval() -> (
+    None
+):
+    # Thirty generations of 0.5 s started together, polled every 50 ms: before anything
+    # is learned, only a few are polled every interval; the others are polled once those
+    # say when, instead of 10 times each.
+    async with sandbox_client(
+        max_pending=30, pending_limit=30, pending_seconds=0.5, poll_interval=0.05
+    ) as client:
+        outcomes = await collect(client.generate_many(prompts(30)))
+        polls = sim(client).stats.polls
+    assert all(o.ok for o in outcomes)
+    assert polls <= 10 * 11 + 20 * 3, polls  # every one polled every interval: 300

@@ -16,6 +16,7 @@ def poll_until_done(timing: PollTiming, duration: float) -> tuple[int, float]:
     """One generation taking `duration`: polls sent and the delay between its end and the
     poll that saw it, with what it taught `timing`."""
     first, sample = timing.first_poll(INTERVAL)
+    assert first is not None  # one at a time: a sample always finishes before the next
     polls = 1 + max(0, math.ceil((duration - first) / INTERVAL))
     seen_at = first + (polls - 1) * INTERVAL
     if sample:
@@ -58,13 +59,21 @@ def test_quantiles_follow_new_samples() -> None:
     assert estimate.quantile(0.5) == pytest.approx(2.0, rel=0.04)
 
 
-def test_until_learned_every_generation_is_a_sample_polled_at_a_random_phase() -> None:
+def test_until_learned_a_few_samples_are_polled_at_a_random_phase_and_the_rest_wait() -> None:
     timing = PollTiming(random.Random(1))
-    firsts = [timing.first_poll(INTERVAL) for _ in range(20)]
+    firsts = [timing.first_poll(INTERVAL) for _ in range(10)]
     assert all(sample for _, sample in firsts)
-    assert all(0.0 <= wait < INTERVAL for wait, _ in firsts)
-    assert len({wait for wait, _ in firsts}) == 20
+    waits = [wait for wait, _ in firsts]
+    assert all(wait is not None and 0.0 <= wait < INTERVAL for wait in waits)
+    assert len(set(waits)) == 10
     assert timing.ready_after() is None
+    assert timing.first_poll(INTERVAL) == (None, False)  # waits for what those teach
+    timing.lost()  # one sample ended without teaching: another takes its place
+    assert timing.first_poll(INTERVAL)[1] is True
+    for _ in range(5):
+        timing.finished(0.5, INTERVAL)
+    assert timing.ready_after() is not None
+    assert timing.first_poll(INTERVAL)[0] == timing.ready_after()
 
 
 def test_stable_durations_are_seen_almost_at_once_with_about_one_poll() -> None:
@@ -86,7 +95,7 @@ def test_most_generations_are_aimed_and_one_in_eight_keeps_learning() -> None:
     assert aim is not None
     firsts = [timing.first_poll(INTERVAL) for _ in range(800)]
     aimed = [wait for wait, sample in firsts if not sample]
-    sampled = [wait for wait, sample in firsts if sample]
+    sampled = [wait for wait, sample in firsts if sample and wait is not None]
     assert len(sampled) == 100
     assert set(aimed) == {aim}
     assert all(aim - INTERVAL <= wait <= aim for wait in sampled)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import anyio
+import httpx
 import pytest
 import respx
 
 from getty_ai_async import errors
 
-from ._helpers import GEN_ID, ClientFactory, finished, pending, url
+from ._helpers import API, GEN_ID, ClientFactory, finished, pending, url
 
 POST_PATH = "/v3/ai/image-generations"
 GET_PATH = f"/v3/ai/image-generations/{GEN_ID}"
@@ -116,3 +117,32 @@ async def test_posts_settled_wakes_when_the_last_post_of_its_body_is_answered(
             poller.post_answered("body-a")
             await woke.wait()
     await poller.posts_settled("body-a", timeout=5)  # none out: at once
+
+
+async def test_a_generation_waiting_for_samples_that_never_teach_is_still_polled(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    ids = iter(f"gen-{i:04d}" for i in range(100))
+    router.post(url(POST_PATH)).mock(
+        side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
+    )
+    polls: dict[str, int] = {}
+
+    def poll(request: httpx.Request) -> httpx.Response:
+        gen_id = request.url.path.rsplit("/", 1)[1]
+        polls[gen_id] = polls.get(gen_id, 0) + 1
+        if gen_id == "gen-0010":
+            return httpx.Response(200, json=finished(gen_id))
+        return httpx.Response(202, json=pending(gen_id))  # the first ten never finish
+
+    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(side_effect=poll)
+    client = make_client(poll_interval=0.005, max_pending=20)
+    for i in range(10):
+        await client.generations.create(f"sample {i}", wait=False)
+    with anyio.fail_after(5):
+        generation = await client.generations.create("the eleventh")
+    assert generation.generation_request_id == "gen-0010"
+    # Nothing learned yet: it waited while the samples were polled every interval (its
+    # first poll came after several of theirs), and was polled all the same.
+    assert polls["gen-0010"] == 1
+    assert min(polls.get(f"gen-{i:04d}", 0) for i in range(10)) >= 3
