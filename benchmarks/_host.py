@@ -6,7 +6,8 @@
 ones). It prints ``ready <base-url>`` once listening, then obeys lines on stdin:
 ``restart`` stops serving for a moment and serves the same simulator again (its state
 kept); ``stats`` prints ``stats <json>`` (the simulator's counters and this process's
-CPU seconds); end of input stops it. `Host` drives one from another process.
+CPU seconds); ``cap N`` sets the account's pending cap to N and prints ``cap N``; end of
+input stops it. `Host` drives one from another process.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def main() -> None:
                         stats = sandbox.stats.snapshot()
                         stats["cpu_seconds"] = time.process_time()
                         _say("stats", json.dumps(stats))
+                    elif command.startswith("cap "):
+                        sandbox.config.pending_limit = int(command.split()[1])
+                        _say("cap", str(sandbox.config.pending_limit))
                 group.cancel_scope.cancel()
             if command == "quit":
                 return
@@ -98,6 +102,11 @@ class Host:
     def restart(self) -> None:
         self._send("restart")
         self._expect("ready")
+
+    def set_cap(self, cap: int) -> None:
+        """Change the account's pending cap; returns once the sandbox has it."""
+        self._send(f"cap {cap}")
+        self._expect("cap")
 
     def stats(self) -> dict[str, Any]:
         self._send("stats")

@@ -3,7 +3,9 @@
     python benchmarks/auto.py            # three scenarios, about a minute
     python benchmarks/auto.py --redis redis://127.0.0.1:6379/15   # the same, shared through Redis
 
-The sandbox runs in process, a generation pending 0.2 s, polled every 0.02 s:
+The sandbox runs in a process of its own, served on loopback (`_host.py`), as the
+service would be: the client's event loop is its own. A generation is pending 0.2 s,
+polled every 0.02 s:
 
   unknown   2,000 prompts, cap 32 unknown to the client: 429s <= 1% of submissions,
             makespan <= 1.10 x ideal (ceil(N/32) x 0.2 s); the same with max_pending=32
@@ -22,14 +24,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
 import sys
 import time
 from typing import Any
 
 import anyio
+from _host import Host
 
 from getty_ai_async import AsyncGettyAI, Limiter
-from getty_ai_async.sandbox import Sandbox
 
 PENDING = 0.2
 POLL = 0.02
@@ -52,10 +55,42 @@ async def run(
     redis_url: str | None = None,
     max_pending: int | str = "auto",
 ) -> dict[str, Any]:
-    sandbox = Sandbox(pending_seconds=PENDING, pending_limit=cap, images_per_generation=1)
-    key = f"bench-{time.time_ns()}"
+    config = {"pending_seconds": PENDING, "pending_limit": cap, "images_per_generation": 1}
+    with Host(free_port(), config) as host:
+        result = await drive(host, n, cap, change_at, new_cap, redis_url, max_pending)
+        stats = host.stats()
+    result |= {
+        "429s": stats["rate_limited_pending"] + stats["rate_limited_qps"],
+        "submissions": stats["submissions_attempted"],
+        "peak": stats["peak_pending"],
+    }
+    result["429_share"] = result["429s"] / max(1, stats["submissions_attempted"])
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def drive(
+    host: Host,
+    n: int,
+    cap: int,
+    change_at: int | None,
+    new_cap: int | None,
+    redis_url: str | None,
+    max_pending: int | str,
+) -> dict[str, Any]:
+    """Run `n` prompts against `host`; the limit and the 429s it counted every 5 ms."""
     limiter = make_limiter(redis_url, max_pending)
-    options: dict[str, Any] = {"poll_interval": POLL, "api_key": key}
+    options: dict[str, Any] = {
+        "poll_interval": POLL,
+        "api_key": f"bench-{time.time_ns()}",
+        "api_secret": "bench-secret",
+        "base_url": host.base_url,
+    }
     if limiter is None:
         options["max_pending"] = max_pending
     else:
@@ -63,41 +98,30 @@ async def run(
     samples: list[tuple[float, int, int]] = []
     changed_at: float | None = None
     refused_at_change = 0
-    async with AsyncGettyAI.sandbox(sandbox, **options) as client:
+    async with AsyncGettyAI(**options) as client:
+        run = client.generate_many(f"auto prompt {i}" for i in range(n))
         started = time.perf_counter()
 
         async def sample() -> None:
             while True:
-                samples.append(
-                    (
-                        time.perf_counter() - started,
-                        client.limiter.statistics().limit,
-                        sandbox.stats.rate_limited_pending,
-                    )
-                )
+                state = client.limiter.statistics()
+                samples.append((time.perf_counter() - started, state.limit, state.refused))
                 await anyio.sleep(0.005)
 
         done = 0
         async with anyio.create_task_group() as group:
             group.start_soon(sample)
-            async for outcome in client.generate_many(f"auto prompt {i}" for i in range(n)):
+            async for outcome in run:
                 assert outcome.ok, outcome.error
                 done += 1
                 if change_at is not None and done == change_at:
                     assert new_cap is not None
-                    sandbox.config.pending_limit = new_cap
+                    await anyio.to_thread.run_sync(host.set_cap, new_cap)
                     changed_at = time.perf_counter() - started
-                    refused_at_change = sandbox.stats.rate_limited_pending
+                    refused_at_change = client.limiter.statistics().refused
             makespan = time.perf_counter() - started
             group.cancel_scope.cancel()
-    stats = sandbox.stats
-    result: dict[str, Any] = {
-        "makespan": makespan,
-        "429s": stats.rate_limited_pending + stats.rate_limited_qps,
-        "submissions": stats.submissions_attempted,
-        "peak": stats.peak_pending,
-    }
-    result["429_share"] = result["429s"] / max(1, stats.submissions_attempted)
+    result: dict[str, Any] = {"makespan": makespan}
     if changed_at is not None and new_cap is not None:
         after = [sample for sample in samples if sample[0] >= changed_at]
         if new_cap > cap:
@@ -111,7 +135,7 @@ async def run(
             math.inf if reached is None else reached[2] - refused_at_change
         )
         result["limit_after"] = [s[1] for s in after if s[0] <= changed_at + 6 * PENDING][::8]
-        result["refused_since_change"] = stats.rate_limited_pending - refused_at_change
+        result["refused_since_change"] = samples[-1][2] - refused_at_change
     return result
 
 
