@@ -175,7 +175,9 @@ async def test_in_auto_mode_a_break_teaches_the_limiter_nothing_wrong() -> None:
                 break
             await run.aclose()
         await collect(client.generate_many(prompts(20, "last")))
-        assert client.limiter.statistics().limit >= learned - 1
+        # What it had learned may have been a probe above the cap (8) that the next
+        # refusal corrects; what it must not learn from the breaks is less than the cap.
+        assert client.limiter.statistics().limit >= min(learned, 8) - 1
 
 
 # 6 ------------------------------------------------------------------------------------
