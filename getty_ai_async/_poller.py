@@ -182,6 +182,9 @@ class Poller:
         self._schedule: list[tuple[float, int, str]] = []
         self._sequence = itertools.count()
         self._last_dispatch = -math.inf
+        self._asleep_until = -math.inf
+        """When the polling task wakes by itself (-inf while it runs: it reads the
+        schedule before it sleeps again)."""
         self._changed = anyio.Event()
         self._task: BackgroundTask | None = None
         self._helpers: set[BackgroundTask] = set()
@@ -469,7 +472,10 @@ class Poller:
         entry.due = when
         entry.sequence = next(self._sequence)
         heapq.heappush(self._schedule, (when, entry.sequence, entry.generation_request_id))
-        self._wake()
+        # Most polls are due after the one the task sleeps for: waking it for those would
+        # cost a turn of the event loop per poll for nothing.
+        if when < self._asleep_until:
+            self._wake()
 
     def _wake(self) -> None:
         self._changed.set()
@@ -522,8 +528,13 @@ class Poller:
         return None
 
     async def _wait_for_change(self, timeout: float) -> None:
-        with anyio.move_on_after(max(0.0, timeout)):
-            await self._changed.wait()
+        timeout = max(0.0, timeout)
+        self._asleep_until = anyio.current_time() + timeout
+        try:
+            with anyio.move_on_after(timeout):
+                await self._changed.wait()
+        finally:
+            self._asleep_until = -math.inf
 
     def _refresh_every(self) -> float:
         ttls = [
@@ -636,7 +647,8 @@ class Poller:
             if entry.sample:
                 entry.sample = False
                 self._timing(entry.kind).lost()
-            self._wake()  # the last one gone: the task ends now, not at its next tick
+            if not self._entries:
+                self._wake()  # the last one gone: the task ends now, not at its next tick
 
     async def _end(self, entry: _Entry, result: Result | None, *, finished: bool) -> None:
         """The generation ended: leases back first (room for the next), then the result.
