@@ -142,7 +142,11 @@ Index = Annotated[int, Field(ge=0)]
 
 class _Request(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, use_enum_values=True, use_attribute_docstrings=True
+        extra="forbid",
+        frozen=True,
+        use_enum_values=True,
+        use_attribute_docstrings=True,
+        defer_build=True,
     )
 
     def to_body(self) -> dict[str, Any]:
@@ -331,7 +335,7 @@ class FileRegistrationRequest(_Request):
 
 
 class _Response(BaseModel):
-    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True, defer_build=True)
 
 
 class _Pollable(_Response):
