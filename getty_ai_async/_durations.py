@@ -57,6 +57,8 @@ class DurationEstimate:
 
     def add(self, seconds: float) -> None:
         """Record one finished piece of work that took `seconds`."""
+        if not 0.0 <= seconds < math.inf:
+            return  # a clock gone wrong, not a duration
         bucket = _bucket(seconds)
         self._counts[bucket] += self._weight
         self._lowest[bucket] = min(self._lowest[bucket], seconds)
@@ -98,12 +100,11 @@ class DurationEstimate:
 class PollTiming:
     """When to poll a new generation of one kind first, learned from earlier ones.
 
-    Polls of one generation are a spacing apart (the interval, or longer while requests
-    wait for their turn in a QPS budget), so what is left to choose is the first one.
-    Aimed where a tenth of recent generations had already been seen finished, it usually
-    finds this one done or one spacing short of done, instead of at a random point of
-    the spacing as polling from acceptance does: fewer polls and less time between
-    finishing and being seen.
+    Polls of one generation are an interval apart, so what is left to choose is the
+    first one. Aimed where a tenth of recent generations had already been seen finished,
+    it usually finds this one done or one interval short of done, instead of at a random
+    point of the interval as polling from acceptance does: fewer polls and less time
+    between finishing and being seen.
 
     Until a few have finished there is nothing to aim with. A handful of samples are then
     polled every interval from acceptance; the others wait (`first_poll` says None) and
@@ -112,12 +113,11 @@ class PollTiming:
     next few hundred.
 
     Learning needs polls that are not aimed: a generation whose polls fall at a random
-    phase is seen finished a uniform share of a spacing after it finished. When such
-    polls see them finished is what the aim is taken from (the wider the spacing, the
-    later the aim: a poll that misses costs a whole spacing then); that time less half
-    the gap before it is an unbiased sample of how long one took (`durations`). Every
+    phase is seen finished a uniform share of an interval after it finished. When such
+    polls see them finished is what the aim is taken from; that time less half the gap
+    before it is an unbiased sample of how long one took (`durations`). Every
     generation is such a sample until a few were seen, then one in `_SAMPLE_EVERY`,
-    polled first at a random point of the spacing before the aim (one that finds it
+    polled first at a random point of the interval before the aim (one that finds it
     done already still pulls the aim earlier: a service that speeds up is followed).
     """
 
@@ -134,25 +134,25 @@ class PollTiming:
         """Seconds after acceptance when a new one is first polled (None: not learned)."""
         return self._seen.quantile(_FIRST_POLL_QUANTILE)
 
-    def first_poll(self, spacing: float) -> tuple[float | None, bool]:
+    def first_poll(self, interval: float) -> tuple[float | None, bool]:
         """Seconds from acceptance to a new generation's first poll (None: once
         `ready_after` has an answer), and whether its finish is a sample to learn from
-        (`finished` or `lost`); its polls leave `spacing` apart."""
+        (`finished` or `lost`); its polls are `interval` apart."""
         self._started += 1
         aim = self.ready_after()
         if aim is None:
             if self._sampling >= _FIRST_SAMPLES:
                 return None, False
             self._sampling += 1
-            return self._random.uniform(0.0, spacing), True
+            return self._random.uniform(0.0, interval), True
         if self._started % _SAMPLE_EVERY == 0:
-            return max(0.0, aim - self._random.uniform(0.0, spacing)), True
+            return max(0.0, aim - self._random.uniform(0.0, interval)), True
         return aim, False
 
     def finished(self, seen_after: float, gap: float) -> None:
         """A sampled generation was first seen finished by a poll sent `seen_after`
         seconds after acceptance, `gap` seconds after the poll before it (or, for a
-        first poll, the spacing its random phase was drawn from)."""
+        first poll, the interval its random phase was drawn from)."""
         self._seen.add(seen_after)
         self.durations.add(max(0.0, seen_after - gap / 2))
 

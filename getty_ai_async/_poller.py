@@ -71,8 +71,16 @@ _MALFORMED_IN_A_ROW = 3
 _SPREAD = 10
 
 # A generation waiting for the first of its kind to teach when to poll it (adaptive) is
-# polled every this many intervals meanwhile, in case they never do.
-_UNAIMED_WAIT = 16
+# polled meanwhile all the same, in case they never do: first after this many intervals,
+# then each time its age has doubled (it is seen at most about twice its age late).
+_UNAIMED_FIRST = 4
+
+# A sample teaches only if the poll that saw it finished left close to when it was due,
+# and close to the poll before it: within half an interval, or a quarter of the time
+# since acceptance. One held up longer (a backlog in a QPS budget, a stalled event loop)
+# says when it was let go, not how long the generation took.
+_ON_TIME = 0.5
+_LATE_SHARE = 0.25
 
 PollStrategy = Literal["adaptive", "fixed"]
 
@@ -292,15 +300,14 @@ class Poller:
         now = anyio.current_time()
         entry = self._entries.get(generation_request_id)
         if entry is None:
-            entry = self._entries[generation_request_id] = _Entry(
-                generation_request_id, self.interval, kind
-            )
+            entry = _Entry(generation_request_id, self.interval, kind)
             entry.tracked_at = now
             wait, entry.sample = self._first_wait(kind, accepted)
+            self._entries[generation_request_id] = entry
             if wait is None:
                 entry.awaiting_aim = True
                 self._awaiting_aim += 1
-                wait = _UNAIMED_WAIT * self.interval
+                wait = _UNAIMED_FIRST * self.interval
             self._reschedule(entry, now + wait)
         entry.leases.extend(leases)
         if entry.leases:
@@ -423,22 +430,24 @@ class Poller:
             return self.interval, False  # no acceptance time: nothing to learn from
         if self.strategy != "adaptive":
             return self.interval, True
-        # Waiting for turns in a QPS budget spaces polls wider than the interval.
-        return self._timing(kind).first_poll(max(self.interval, self._queue_wait()))
+        return self._timing(kind).first_poll(self.interval)
 
     def _learn(self, entry: _Entry, sent_at: float, previous: float | None) -> None:
         """The poll sent at `sent_at` saw the generation finished; the one before it
         (sent at `previous`, if any) had found it pending."""
-        if entry.accepted_at is not None and entry.sample:
-            if previous is None:  # a first poll: its phase was drawn from the spacing
-                gap = max(entry.interval, self._queue_wait())
-            else:
-                gap = sent_at - previous
-            entry.sample = False
-            timing = self._timing(entry.kind)
-            timing.finished(sent_at - entry.accepted_at, gap)
-            if self._awaiting_aim:
-                self._aim_waiting(entry.kind, timing.ready_after())
+        if entry.accepted_at is None or not entry.sample:
+            return
+        seen_after = sent_at - entry.accepted_at
+        # A first poll's phase was drawn from the interval.
+        gap = entry.interval if previous is None else sent_at - previous
+        held_up = max(sent_at - entry.polled_due, gap - entry.interval)
+        if held_up > max(_ON_TIME * entry.interval, _LATE_SHARE * seen_after):
+            return  # `_drop` counts it as a sample lost
+        entry.sample = False
+        timing = self._timing(entry.kind)
+        timing.finished(seen_after, gap)
+        if self._awaiting_aim:
+            self._aim_waiting(entry.kind, timing.ready_after())
 
     def _aim_waiting(self, kind: str, aim: float | None) -> None:
         """Its kind was just learned: poll those that waited for it when they are due."""
@@ -457,11 +466,6 @@ class Poller:
         if entry.awaiting_aim:
             entry.awaiting_aim = False
             self._awaiting_aim -= 1
-
-    def _queue_wait(self) -> float:
-        """How long a request would wait for its turn in the QPS budget if sent now."""
-        budget = self._transport.budget
-        return 0.0 if budget is None else budget.queue_wait()
 
     def _remember(self, generation_request_id: str) -> None:
         self._known[generation_request_id] = None
@@ -559,16 +563,22 @@ class Poller:
     async def _poll(self, entry: _Entry) -> None:
         generation_request_id = entry.generation_request_id
         self.polls += 1
-        # When it leaves (after its turn in the QPS budget, if any): what it sees is
-        # the service's state then.
-        sent_at = anyio.current_time() + self._queue_wait()
-        previous, entry.last_sent = entry.last_sent, sent_at
         transport = self._transport
         path = ROUTES["get_generation"].path(generation_request_id=generation_request_id)
+        # What a poll sees is the service's state when it leaves: under a QPS budget,
+        # after its turn, which the transport reports.
+        departed: list[float] = []
+        sent_at = anyio.current_time()
         try:
-            response = await transport.send(
-                transport.http.build_request("GET", transport.endpoint(path))
-            )
+            request = transport.http.build_request("GET", transport.endpoint(path))
+            if transport.budget is None:
+                response = await transport.send(request)
+            else:
+
+                async def stamp() -> None:
+                    departed.append(anyio.current_time())
+
+                response = await transport.send(request, on_sent=stamp)
             generation = parse_generation(response)
         except (NotFoundError, GoneError) as exc:
             if isinstance(exc, NotFoundError) and self._maybe_catching_up(entry):
@@ -598,6 +608,8 @@ class Poller:
             entry.last_error = GettyAIError(f"polling failed: {exc!r}")
         else:
             entry.malformed = 0
+            sent_at = departed[0] if departed else sent_at
+            previous, entry.last_sent = entry.last_sent, sent_at
             if not generation.is_pending:
                 self._learn(entry, sent_at, previous)
                 await self._end(entry, generation, finished=True)
@@ -629,9 +641,11 @@ class Poller:
         if not entry.leases and not entry.subscribers:
             self._drop(entry)  # nobody waits and nothing to give back
             return
-        # Keep the cadence of the first poll rather than drifting by each poll's latency.
-        every = entry.interval * (_UNAIMED_WAIT if entry.awaiting_aim else 1)
-        when = max(entry.polled_due + every, now)
+        if entry.awaiting_aim and entry.accepted_at is not None:
+            when = now + max(entry.interval, now - entry.accepted_at)
+        else:
+            # Keep the cadence of the first poll rather than drifting by each poll's latency.
+            when = max(entry.polled_due + entry.interval, now)
         soonest = min((s.deadline for s in entry.subscribers), default=math.inf)
         self._reschedule(entry, min(when, max(soonest, now)))
 

@@ -39,11 +39,6 @@ class RateBudget:
         if allowed_at > now:
             await anyio.sleep(allowed_at - now)
 
-    def queue_wait(self) -> float:
-        """Seconds a request starting now would wait for its turn."""
-        allowed_at = self._arrival - (self._burst - 1) / self.current_rate
-        return max(0.0, allowed_at - anyio.current_time())
-
     def throttled(self) -> None:
         """The service answered 429: slow down."""
         self.throttle_count += 1

@@ -110,10 +110,6 @@ class RequestBudget(Protocol):
         """Wait for this request's turn."""
         ...
 
-    def queue_wait(self) -> float:
-        """Seconds a request starting now would wait for its turn (an estimate if shared)."""
-        ...
-
     def throttled(self) -> None:
         """The service answered 429: slow down."""
         ...

@@ -39,8 +39,6 @@ class RedisRateBudget:
         self.throttle_count = 0
         self._local = RateBudget(rate, burst=burst)
         self._alone = False
-        # When this worker's next request would get its turn, as far as this worker saw.
-        self._next_turn = 0.0
 
     async def acquire(self) -> None:
         """Wait for this request's turn in the account's budget."""
@@ -61,20 +59,8 @@ class RedisRateBudget:
             await self._local.acquire()
             return
         self._alone = False
-        turn = anyio.current_time() + wait_ms / 1000
-        self._next_turn = max(self._next_turn, turn + 1 / self.rate)
         if wait_ms > 0:
             await anyio.sleep(wait_ms / 1000)
-
-    def queue_wait(self) -> float:
-        """Seconds a request starting now would wait, from this worker's last turn.
-
-        Other workers' requests since then only make the true wait longer: a poll timed
-        by this leaves at or after the moment it aimed for, never before.
-        """
-        if self._alone:
-            return self._local.queue_wait()
-        return max(0.0, self._next_turn - anyio.current_time())
 
     def throttled(self) -> None:
         """The service answered 429: slow the account's pace down."""

@@ -13,7 +13,13 @@ import anyio.lowlevel
 import pytest
 from lease_helpers import collect, journal_states, leases_back
 
-from getty_ai_async import AsyncGettyAI, GenerationOutcome, GenerationRequest, errors
+from getty_ai_async import (
+    AsyncGettyAI,
+    GenerationOutcome,
+    GenerationRequest,
+    PendingLimiter,
+    errors,
+)
 from getty_ai_async.sandbox import Sandbox
 
 FAST: dict[str, Any] = {
@@ -479,20 +485,19 @@ async def test_a_quiet_async_source_holds_back_no_outcome_and_cancels_promptly()
         await leases_back(client)
 
 
-async def test_under_a_qps_budget_durations_are_learned_from_when_polls_leave() -> None:
+async def test_a_backlog_in_the_qps_budget_teaches_no_wrong_duration() -> None:
     # Ten leases, 30 requests a second: each burst of submissions queues a third of a
     # second for its turns, and polls queue behind them. Learning from when a poll was
-    # queued, not when it left, took 0.3 s generations for a few milliseconds long.
-    async with (
-        sandbox_client(
-            max_pending=10, pending_seconds=0.3, poll_interval=0.02, max_requests_per_second=30
-        ) as client,
-        client.generate_many(prompts(40)) as run,
-    ):
-        outcomes = [outcome async for outcome in run]
+    # queued, not when it left, took 0.3 s generations for a few milliseconds long (and
+    # aimed every later first poll there); a poll held up that long teaches nothing.
+    async with sandbox_client(
+        max_pending=10, pending_seconds=0.3, poll_interval=0.02, max_requests_per_second=30
+    ) as client:
+        run = client.generate_many(prompts(40))
+        outcomes = await collect(run)
     assert all(o.ok for o in outcomes)
-    assert run.stats.typical_seconds is not None
-    assert 0.2 <= run.stats.typical_seconds <= 0.6
+    learned = run.stats.typical_seconds
+    assert learned is None or 0.2 <= learned <= 0.6, learned
 
 
 async def test_a_first_batch_waits_for_a_few_samples_instead_of_each_polling_every_interval() -> (
@@ -507,4 +512,24 @@ async def test_a_first_batch_waits_for_a_few_samples_instead_of_each_polling_eve
         outcomes = await collect(client.generate_many(prompts(30)))
         polls = sim(client).stats.polls
     assert all(o.ok for o in outcomes)
-    assert polls <= 10 * 11 + 20 * 3, polls  # every one polled every interval: 300
+    assert polls <= 10 * 11 + 20 * 4, polls  # every one polled every interval: 300
+
+
+async def test_a_custom_limiters_budget_needs_only_the_documented_methods() -> None:
+    class Budget:  # `RequestBudget`: acquire() and throttled(), nothing else
+        async def acquire(self) -> None:
+            await anyio.lowlevel.checkpoint()
+
+        def throttled(self) -> None:
+            """Nothing to slow down in this test."""
+
+    class Limiter(PendingLimiter):
+        def attach(self, *, api_key: str, max_requests_per_second: float | None) -> Budget:
+            return Budget()
+
+    for strategy in ("adaptive", "fixed"):
+        async with sandbox_client(limiter=Limiter(4), poll_strategy=strategy) as client:
+            with anyio.fail_after(10):
+                outcomes = await collect(client.generate_many(prompts(8)))
+            assert all(o.ok for o in outcomes)
+            assert client.limiter.in_use == 0

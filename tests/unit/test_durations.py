@@ -122,3 +122,10 @@ def test_the_aim_follows_a_service_that_speeds_up_or_slows_down(
     aim = timing.ready_after()
     assert aim is not None
     assert after <= aim <= after + INTERVAL / 2
+
+
+def test_a_clock_gone_wrong_is_not_a_duration() -> None:
+    estimate = DurationEstimate()
+    for value in (math.nan, math.inf, -1.0):
+        estimate.add(value)
+    assert estimate.samples == 0

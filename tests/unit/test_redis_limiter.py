@@ -460,18 +460,6 @@ async def test_the_request_budget_is_shared_by_every_worker(workers: Workers) ->
     assert anyio.current_time() - started >= 0.4
 
 
-async def test_a_worker_knows_how_long_its_next_request_would_wait(workers: Workers) -> None:
-    budget = workers().attach(api_key=KEY, max_requests_per_second=20)
-    assert budget is not None
-    assert budget.queue_wait() == 0.0
-    async with anyio.create_task_group() as group:
-        for _ in range(4):
-            group.start_soon(budget.acquire)
-        await until(lambda: budget.queue_wait() > 0.15)
-        # Four turns 50 ms apart were handed out: the next is a fifth turn away.
-        assert budget.queue_wait() <= 0.2
-
-
 async def test_a_429_anywhere_slows_the_shared_budget(workers: Workers) -> None:
     first, second = (
         workers().attach(api_key=KEY, max_requests_per_second=50),
