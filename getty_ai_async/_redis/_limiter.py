@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -60,6 +61,9 @@ _SUBSCRIBE_WAIT = 5.0
 
 # How long a waiter that stops waiting tries to take its place out of the queue.
 _CANCEL_WITHIN = 1.0
+
+DEFAULT_SOCKET_TIMEOUT = 10.0
+DEFAULT_SOCKET_CONNECT_TIMEOUT = 5.0
 
 
 def shown_redis_url(url: str) -> str:
@@ -179,6 +183,12 @@ class RedisLimiter:
     5 of those, 2 s at least; its leases not bound yet after 15, or `lease_ttl` if
     shorter). `max_outage`: how long new
     submissions wait for a Redis that went away before `LimiterUnavailableError`.
+
+    `socket_timeout`: how long one call to Redis may go unanswered before Redis counts as
+    away (an outage, ridden out as above); `socket_connect_timeout`: the same for opening
+    a connection. Lower them to notice a Redis that hangs sooner; keep them above the
+    network's worst round trip. Both apply to the client made from the URL: with
+    `redis`, set them on that client.
     """
 
     def __init__(
@@ -192,6 +202,8 @@ class RedisLimiter:
         api_key: str | None = None,
         max_outage: float = 60.0,
         recheck_interval: float = 1.0,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT,
     ) -> None:
         self.adaptive = max_pending == "auto"
         if isinstance(max_pending, bool) or not (
@@ -203,6 +215,17 @@ class RedisLimiter:
                 raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
         if not max_outage >= 0:
             raise ValueError(f"max_outage must be >= 0 seconds, got {max_outage!r}")
+        timeouts = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+        }
+        for name, value in timeouts.items():
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and 0 < value < math.inf
+            ):
+                raise ValueError(
+                    f"{name} must be a positive, finite number of seconds, got {value!r}"
+                )
         if not prefix or not re.fullmatch(r"[A-Za-z0-9._:/-]+", prefix):
             raise ValueError(f"prefix must be letters, digits and ._:/- only, got {prefix!r}")
         if redis is None:
@@ -216,6 +239,14 @@ class RedisLimiter:
             _require_redis()
         elif url is not None:
             raise ValueError("pass a URL or a redis client, not both")
+        else:
+            defaults = (DEFAULT_SOCKET_TIMEOUT, DEFAULT_SOCKET_CONNECT_TIMEOUT)
+            for (name, value), default in zip(timeouts.items(), defaults, strict=True):
+                if value != default:
+                    raise ValueError(
+                        f"{name} applies to the client RedisLimiter makes from a URL; "
+                        "set it on the redis client you pass"
+                    )
         self._url = url
         self.url = shown_redis_url(url) if url else type(redis).__name__
         """Where the leases live, as logs and errors show it (no password)."""
@@ -227,6 +258,8 @@ class RedisLimiter:
         self._claim_ttl = min(self._lease_ttl, 15 * recheck_interval)
         self._waiter_ttl = min(self._claim_ttl, max(5 * recheck_interval, 2.0))
         self.recheck_interval = float(recheck_interval)
+        self._socket_timeout = float(socket_timeout)
+        self._socket_connect_timeout = float(socket_connect_timeout)
         self.max_outage = float(max_outage)
         self.prefix = prefix
         host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:24]
@@ -476,7 +509,9 @@ class RedisLimiter:
             module = _require_redis()
             assert self._url is not None
             self._client = module.asyncio.Redis.from_url(
-                self._url, socket_connect_timeout=5.0, socket_timeout=10.0
+                self._url,
+                socket_connect_timeout=self._socket_connect_timeout,
+                socket_timeout=self._socket_timeout,
             )
         client: aioredis.Redis = self._client
         if not self._scripts:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import anyio.abc
 import fakeredis
 import pytest
 
@@ -374,6 +375,43 @@ def test_a_rediss_url_makes_a_tls_client() -> None:
     client = limiter._redis()
     assert isinstance(client, redis.asyncio.Redis)
     assert client.connection_pool.connection_class is redis.asyncio.SSLConnection
+
+
+@pytest.mark.parametrize("name", ["socket_timeout", "socket_connect_timeout"])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "5"])
+def test_the_socket_timeouts_are_positive_finite_seconds(name: str, bad: Any) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        RedisLimiter("redis://localhost", api_key=KEY, **{name: bad})
+
+
+def test_the_socket_timeouts_go_to_the_client_made_from_the_url() -> None:
+    options = RedisLimiter("redis://localhost", api_key=KEY)._redis().connection_pool
+    assert options.connection_kwargs["socket_timeout"] == 10.0
+    assert options.connection_kwargs["socket_connect_timeout"] == 5.0
+    limiter = RedisLimiter(
+        "redis://localhost", api_key=KEY, socket_timeout=0.5, socket_connect_timeout=0.25
+    )
+    options = limiter._redis().connection_pool
+    assert options.connection_kwargs["socket_timeout"] == 0.5
+    assert options.connection_kwargs["socket_connect_timeout"] == 0.25
+    with pytest.raises(ValueError, match=r"socket_timeout .* the redis client you pass"):
+        RedisLimiter(redis=fakeredis.FakeAsyncRedis(), socket_timeout=0.5)
+
+
+async def test_a_redis_that_never_answers_is_unavailable_after_socket_timeout() -> None:
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await anyio.sleep_forever()  # takes the connection, never replies
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as group:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
+        limiter = RedisLimiter(f"redis://127.0.0.1:{port}/0", api_key=KEY, socket_timeout=0.1)
+        group.start_soon(listener.serve, silent)
+        with anyio.fail_after(5), pytest.raises(errors.LimiterUnavailableError, match="Timeout"):
+            await limiter.connect()  # the default socket timeout would wait 10 s
+        group.cancel_scope.cancel()
+    await limiter.aclose()
 
 
 async def test_unreachable_at_start_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
