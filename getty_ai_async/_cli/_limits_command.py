@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .._redis import RedisLimiter, account_hash
+from .._redis import RedisLimiter, account_hash, check_redis_url
 from ._run import fail, run_async, settings_of
 
 __all__ = ["limits"]
@@ -41,8 +41,14 @@ def limits(
     if not api_key:
         fail("the account is named by its API key: set GETTY_API_KEY (or pass --api-key)")
     try:
+        check_redis_url(url)
+    except ValueError as exc:
+        fail(f"{'--redis' if redis else 'GETTY_REDIS_URL'}: {exc}")
+    except ImportError as exc:
+        fail(str(exc))
+    try:
         limiter = RedisLimiter(url, api_key=api_key, prefix=prefix)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:
         fail(str(exc))
 
     async def body() -> int:

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from .._transport import RequestBudget
 
-__all__ = ["AccountLimits", "RedisLimiter", "shown_redis_url"]
+__all__ = ["AccountLimits", "RedisLimiter", "check_redis_url", "shown_redis_url"]
 
 log = logging.getLogger("getty_ai_async.redis")
 
@@ -67,18 +67,37 @@ DEFAULT_SOCKET_CONNECT_TIMEOUT = 5.0
 
 
 def shown_redis_url(url: str) -> str:
-    """`url` as reprs, logs and errors show it: no password, no query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host += f":{parts.port}"
-    if parts.password is not None:
-        host = f"{parts.username or ''}:***@{host}"
-    elif parts.username:
-        host = f"{parts.username}@{host}"
+    """`url` as reprs, logs and errors show it: no password, no query string.
+
+    Never raises: a malformed URL is shown too, in the error that says so. Its host and
+    port are shown as written, since parsing them is what may fail.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a malformed URL)"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        username, colon, _ = userinfo.partition(":")
+        host = f"{username}:***@{host}" if colon else f"{username}@{host}"
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+def check_redis_url(url: str) -> None:
+    """A `ValueError` (without the password) unless redis-py can connect with `url`."""
+    shown = shown_redis_url(url)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:
+        raise ValueError(f"not a valid Redis URL: {shown} ({exc})") from None
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"not a Redis URL: {shown} (redis://, rediss:// or unix://)")
+    try:
+        _require_redis().asyncio.connection.parse_url(url)
+    except ValueError as exc:
+        password = urlsplit(url).password
+        why = str(exc).replace(password, "***") if password else str(exc)
+        raise ValueError(f"not a valid Redis URL: {shown} ({why})") from None
 
 
 def _require_redis() -> Any:
@@ -232,11 +251,7 @@ class RedisLimiter:
             url = url or os.environ.get("GETTY_REDIS_URL") or None
             if url is None:
                 raise ValueError("RedisLimiter needs a URL (or set GETTY_REDIS_URL)")
-            if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-                raise ValueError(
-                    f"not a Redis URL: {shown_redis_url(url)} (redis://, rediss:// or unix://)"
-                )
-            _require_redis()
+            check_redis_url(url)
         elif url is not None:
             raise ValueError("pass a URL or a redis client, not both")
         else:

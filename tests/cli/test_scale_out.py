@@ -15,7 +15,7 @@ from getty_ai_async._cli._errors import UsageError
 from getty_ai_async._cli._shard import parse_shard, shard_of
 from getty_ai_async.sandbox import Sandbox
 
-from ._helpers import FAST_SANDBOX, Cli, fast_settings, write_lines
+from ._helpers import FAST_SANDBOX, Cli, fast_settings, one_error_line, write_lines
 
 
 def results_of(path: Path) -> list[dict[str, Any]]:
@@ -137,3 +137,37 @@ def test_the_batchs_own_max_pending_sets_the_shared_cap(
     assert sandbox.stats.rate_limited_pending == 0
     as_json = json.loads(cli("--sandbox", "limits", "--redis", redis_server.url, "--json").output)
     assert (as_json["mode"], as_json["limit"]) == ("3", 3)
+
+
+MALFORMED_REDIS_URLS = [
+    "redis://localhost:notaport",
+    "redis://:pa55word@localhost:notaport/0",
+    "redis://localhost:99999/0",
+    "redis://[::1/0",
+    "redis://localhost/0?db=zero",
+    "http://localhost:6379",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED_REDIS_URLS)
+def test_a_malformed_redis_url_is_one_line_naming_redis(cli: Cli, tmp_path: Path, url: str) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", "a fox")
+    batch = cli("--sandbox", "batch", str(prompts), "--out", str(tmp_path), "--redis", url)
+    limits = cli("--sandbox", "limits", "--redis", url)
+    for result in (batch, limits):
+        assert result.exit_code == 2, result.output
+        assert one_error_line(result.stderr).startswith("getty-ai: error: --redis: ")
+        assert "pa55word" not in result.output
+    assert not (tmp_path / "results.jsonl").exists(), "nothing ran"
+
+
+def test_a_malformed_getty_redis_url_is_named_as_such(cli: Cli, tmp_path: Path) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", "a fox")
+    env = {"GETTY_REDIS_URL": "redis://localhost:notaport"}
+    batch = cli("--sandbox", "batch", str(prompts), "--out", str(tmp_path), env=env)
+    limits = cli("--sandbox", "limits", env=env)
+    for result in (batch, limits):
+        assert result.exit_code == 2, result.output
+        line = one_error_line(result.stderr)
+        assert "GETTY_REDIS_URL" in line
+        assert "max_pending" not in line

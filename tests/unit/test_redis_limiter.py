@@ -366,6 +366,9 @@ def test_urls_are_checked() -> None:
         RedisLimiter()
     with pytest.raises(ValueError, match="max_pending"):
         RedisLimiter("redis://localhost", max_pending=0)
+    with pytest.raises(ValueError, match=r"not a valid Redis URL: redis://:\*\*\*@h:x/0") as bad:
+        RedisLimiter("redis://:pw@h:x/0")
+    assert "pw" not in str(bad.value)
 
 
 def test_a_rediss_url_makes_a_tls_client() -> None:
