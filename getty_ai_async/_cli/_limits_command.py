@@ -80,6 +80,7 @@ def limits(
                 f"{state.in_use} ({state.bound} generations pending, "
                 f"{state.claims} submits under way)",
             ),
+            ("live workers", _workers(state.workers)),
             ("waiting", f"{state.waiting} callers in {state.waiting_workers} workers"),
             ("refused (429)", f"{state.refused} submits refused by the pending cap"),
             ("expired leases reclaimed", str(state.expired)),
@@ -89,3 +90,15 @@ def limits(
         return 0
 
     run_async(settings, body)
+
+
+def _workers(caps: dict[str, str]) -> str:
+    """``3 (max_pending 8, 12: the lowest number applies)``: how many, and their caps."""
+    if not caps:
+        return "0"
+    given = sorted(
+        set(caps.values()),
+        key=lambda cap: (not cap.isdigit(), int(cap) if cap.isdigit() else 0),
+    )
+    text = f"{len(caps)} (max_pending {', '.join(given)}"
+    return text + (": the lowest number applies)" if len(given) > 1 else ")")

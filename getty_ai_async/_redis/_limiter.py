@@ -140,6 +140,8 @@ class AccountLimits:
     """Submits refused with a 429 of the pending cap, over every worker."""
     expired: int
     """Leases reclaimed because their holder stopped refreshing them (it died)."""
+    workers: dict[str, str]
+    """Live workers (named as in lease tokens) and the `max_pending` each was given."""
 
 
 class _Reply(NamedTuple):
@@ -153,6 +155,8 @@ class _Reply(NamedTuple):
     expired: int
     ceiling: int
     fresh: int
+    fixed: int
+    fixed_by: str
     extra: list[str]
 
 
@@ -188,6 +192,15 @@ class RedisLimiter:
     learn the account's cap, the learned ceiling being shared too), waiting workers
     are served in arrival order, and the client's ``max_requests_per_second`` becomes
     one budget for every request of every worker.
+
+    Every worker of an account should be given the same `max_pending`. When they differ,
+    the lowest number among the live workers' applies to all of them (never more than
+    any worker was told), and a worker whose own cap is not the one in force logs a
+    WARNING on ``getty_ai_async.redis`` naming the worker with the lower one; while a
+    worker with a fixed cap is live, ``"auto"`` workers keep to it and learn nothing. So
+    a lower cap takes effect as soon as one worker starts with it, a higher one once the
+    last worker with the old cap has stopped: at once when it closed (`aclose`), else
+    after its `lease_ttl` (a worker counts for that long after its last call to Redis).
 
     Keys start with `prefix` and a hash of the API key (the client hands its key over;
     give `api_key` to use the limiter on its own). ``rediss://`` URLs work; pass
@@ -305,6 +318,9 @@ class RedisLimiter:
         self._needs_sync = False
         self._synced_at: float | None = None
         self._seen_state = False
+        self._joined = False  # a call told Redis our max_pending
+        self._leaving = False  # closed: calls still under way must not tell it again
+        self._shared_fixed: int | None = None  # the account's fixed cap as last logged
         self.round_trips: Counter[str] = Counter()
         """Redis calls made so far, by kind (acquire, bind, release, sync, qps...)."""
 
@@ -327,11 +343,12 @@ class RedisLimiter:
         """The account's state, read from Redis now (for ``getty-ai limits``)."""
         await self._ensure()
         raw = await self._eval("stats")
-        mode, limit, ceiling, claims, bound, waiting, workers, refused, expired, _ = raw
-        limit = int(limit) or (int(_text(mode)) if _text(mode).isdigit() else 0)
+        mode, limit, ceiling, claims, bound, waiting, workers, refused, expired, _ = raw[:10]
+        mode = _text(mode)
+        caps = [_text(value) for value in raw[10:]]
         return AccountLimits(
-            mode=_text(mode),
-            limit=limit,
+            mode=mode,
+            limit=int(mode) if mode.isdigit() else int(limit),
             ceiling=int(ceiling) or None,
             in_use=int(claims) + int(bound),
             bound=int(bound),
@@ -340,6 +357,7 @@ class RedisLimiter:
             waiting_workers=int(workers),
             refused=int(refused),
             expired=int(expired),
+            workers=dict(zip(caps[::2], caps[1::2], strict=True)),
         )
 
     def __repr__(self) -> str:
@@ -369,6 +387,7 @@ class RedisLimiter:
         take room in the account's cap. They expire after `lease_ttl` unless a worker
         adopts them (resuming its journal).
         """
+        self._leaving = True
         for task in (self._keeper, self._listener):
             if task is not None:
                 task.cancel()
@@ -377,6 +396,15 @@ class RedisLimiter:
         closed = RuntimeError("the RedisLimiter was closed")
         for waiter in self._waiters.values():
             waiter.fail(closed)
+        if self._joined and self._client is not None:
+            # Our max_pending stops counting now rather than a lease TTL from now. Briefly,
+            # even when cancelled: a Redis that hangs must not hold the close.
+            self._joined = False
+            with (
+                anyio.move_on_after(_CANCEL_WITHIN, shield=True),
+                contextlib.suppress(*self._connection_errors()),
+            ):
+                await self._eval("leave", self.worker)
         client, self._connected = self._client, False
         if client is not None and self._owns_client:
             self._client = None
@@ -497,7 +525,8 @@ class RedisLimiter:
         self._account = api_key
         self._namespace = f"{self.prefix}:{{{account_hash(api_key)}}}:"
         self._keys = [
-            self._namespace + name for name in ("leases", "pending", "queue", "waiters", "state")
+            self._namespace + name
+            for name in ("leases", "pending", "queue", "waiters", "state", "workers", "caps")
         ]
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
@@ -576,6 +605,7 @@ class RedisLimiter:
             except _require_redis().exceptions.RedisError as exc:
                 raise self._unavailable(exc) from None
             self._connected = True
+            self._leaving = False
             if self._listener is None:
                 subscribed = self._subscribed = anyio.Event()
                 self._listener = spawn(self._listen, name="getty-ai redis listener")
@@ -601,7 +631,10 @@ class RedisLimiter:
             PROBE_MAX,
             self._namespace,
             int(self._waiter_ttl * 1000),
+            "" if self._leaving else self.worker,
         ]
+        if name != "stats" and not self._leaving:
+            self._joined = True
         return await self._scripts[name](keys=self._keys, args=[*common, *args], client=client)
 
     async def _call(self, name: str, *args: Any, wait: bool) -> _Reply | None:
@@ -627,8 +660,8 @@ class RedisLimiter:
             return reply
 
     def _apply(self, raw: list[Any]) -> _Reply:
-        flag, epoch, limit, in_use, bound, waiting, refused, expired, ceiling, fresh = (
-            int(value) for value in raw[:10]
+        flag, epoch, limit, in_use, bound, waiting, refused, expired, ceiling, fresh, fixed = (
+            int(value) for value in raw[:11]
         )
         reply = _Reply(
             flag,
@@ -641,8 +674,12 @@ class RedisLimiter:
             expired,
             ceiling,
             fresh,
-            [_text(value) for value in raw[10:]],
+            fixed,
+            _text(raw[11]),
+            [_text(value) for value in raw[12:]],
         )
+        if fixed != self._shared_fixed and not self._leaving:
+            self._tell_cap(reply)
         self._stats = LimiterStatistics(
             limit=reply.limit,
             in_use=reply.in_use,
@@ -658,6 +695,34 @@ class RedisLimiter:
             self._start_keeper()
         self._seen_state = True
         return reply
+
+    def _tell_cap(self, reply: _Reply) -> None:
+        """Log when the account's cap stops or starts being this worker's `max_pending`."""
+        before, self._shared_fixed = self._shared_fixed, reply.fixed
+        mine = str(self._fixed) if self._fixed else "'auto'"
+        if reply.fixed == self._fixed:
+            if before is not None:
+                log.info("the account's cap is this worker's max_pending=%s again", mine)
+            return
+        rule = (
+            "the lowest max_pending among live workers applies to every one of them"
+            if self._fixed
+            else "while a worker with a fixed cap is live, the lowest fixed max_pending "
+            "applies to every worker and nothing is learned"
+        )
+        log.warning(
+            "worker %s has max_pending=%s, but worker %s, sharing the account's cap through "
+            "Redis at %s (prefix %r), has max_pending=%d: %s, so the cap is %d until that "
+            "worker stops. Give every worker of an account the same max_pending",
+            self.worker,
+            mine,
+            reply.fixed_by,
+            self.url,
+            self.prefix,
+            reply.fixed,
+            rule,
+            reply.fixed,
+        )
 
     def _on_granted(self, reply: _Reply) -> None:
         for token in reply.extra:

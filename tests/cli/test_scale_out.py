@@ -6,9 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 import typer
+from typer.testing import Result
 
+from getty_ai_async import RedisLimiter
 from getty_ai_async._cli._app import app
 from getty_ai_async._cli._batch_command import command_line
 from getty_ai_async._cli._errors import UsageError
@@ -82,6 +86,30 @@ def test_limits_of_an_account_nobody_used(cli: Cli, redis_server: Any) -> None:
     result = cli("--sandbox", "limits", "--redis", redis_server.url)
     assert result.exit_code == 0
     assert "nothing recorded yet" in result.output
+
+
+def test_limits_lists_the_live_workers_caps(cli: Cli, redis_server: Any) -> None:
+    async def two_workers_then_limits() -> Result:
+        limiters = [
+            RedisLimiter(redis_server.url, api_key="sandbox-key", max_pending=cap)
+            for cap in (12, 8)
+        ]
+        try:
+            for limiter in limiters:
+                await limiter.release(await limiter.acquire(), finished=False)
+            return await anyio.to_thread.run_sync(
+                lambda: cli("--sandbox", "limits", "--redis", redis_server.url)
+            )
+        finally:
+            for limiter in limiters:
+                await limiter.aclose()
+
+    shown = anyio.run(two_workers_then_limits)
+    assert shown.exit_code == 0, shown.output
+    assert "8 (fixed)" in shown.output
+    assert "2 (max_pending 8, 12: the lowest number applies)" in shown.output
+    after = json.loads(cli("--sandbox", "limits", "--redis", redis_server.url, "--json").output)
+    assert (after["mode"], after["workers"]) == ("8", {}), "closed workers no longer count"
 
 
 def test_limits_needs_a_redis_and_hides_its_password(cli: Cli) -> None:
