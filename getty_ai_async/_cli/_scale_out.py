@@ -41,8 +41,8 @@ class ScaleOut:
 
 
 def scale_out(redis: str | None, shard: str | None, max_pending: MaxPending | None) -> ScaleOut:
-    """Check ``--redis`` (a `RedisLimiter` carrying `max_pending`) and ``--shard``; say so
-    when shards would not share a cap."""
+    """Check ``--redis`` (a `RedisLimiter` carrying `max_pending`) or ``GETTY_REDIS_URL``,
+    and ``--shard``; say so when shards would not share a cap."""
     parsed = parse_shard(shard) if shard is not None else None
     if parsed is not None and parsed[1] > 1 and not (redis or os.environ.get("GETTY_REDIS_URL")):
         typer.echo(
@@ -50,15 +50,18 @@ def scale_out(redis: str | None, shard: str | None, max_pending: MaxPending | No
             "a cap of its own, so together they may exceed the account's",
             err=True,
         )
-    if redis is None:
+    url = redis or os.environ.get("GETTY_REDIS_URL")
+    if not url:
         return ScaleOut(None, parsed)
     from .._constants import DEFAULT_MAX_PENDING
     from .._redis import RedisLimiter, check_redis_url
 
     try:
-        check_redis_url(redis)
+        check_redis_url(url)
     except ValueError as exc:
-        raise UsageError(f"--redis: {exc}") from None
+        raise UsageError(f"{'--redis' if redis else 'GETTY_REDIS_URL'}: {exc}") from None
+    if redis is None:
+        return ScaleOut(None, parsed)  # the client makes its limiter from the environment
     limiter = RedisLimiter(
         redis, max_pending=DEFAULT_MAX_PENDING if max_pending is None else max_pending
     )

@@ -197,5 +197,6 @@ def test_a_malformed_getty_redis_url_is_named_as_such(cli: Cli, tmp_path: Path) 
     for result in (batch, limits):
         assert result.exit_code == 2, result.output
         line = one_error_line(result.stderr)
-        assert "GETTY_REDIS_URL" in line
+        assert line.startswith("getty-ai: error: GETTY_REDIS_URL: ")
         assert "max_pending" not in line
+    assert not (tmp_path / "results.jsonl").exists(), "nothing ran"
