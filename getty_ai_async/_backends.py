@@ -173,7 +173,9 @@ class HttpClient(httpx.AsyncClient):
         sees it before its body is read, except from a transport that reads it whole in
         one step (``handle_read``: ours over aiohttp), which httpx's stacked stream
         iterators would cost more. A 3xx (an error to the caller) gets no
-        ``next_request``.
+        ``next_request``. An auth's ``requires_request_body`` / ``requires_response_body``
+        need nothing here: as under httpx's ``send``, `httpx.Auth.async_auth_flow` reads
+        the bodies before the auth's ``auth_flow`` sees them.
         """
         if self._event_hooks["request"] or self._event_hooks["response"]:
             return await self.send(request, auth=auth, follow_redirects=False)

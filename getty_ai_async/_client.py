@@ -172,8 +172,12 @@ class AsyncGettyAI:
                 raise ValidationError("limiter", f"{limiter!r} does not implement Limiter")
             self._limiter: Limiter = limiter
         elif redis_url:
-            from ._redis import RedisLimiter
+            from ._redis import RedisLimiter, check_redis_url
 
+            try:
+                check_redis_url(redis_url)
+            except ValueError as exc:
+                raise ValidationError("GETTY_REDIS_URL", str(exc)) from None
             try:
                 self._limiter = RedisLimiter(
                     redis_url,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .._redis import RedisLimiter, account_hash
+from .._redis import RedisLimiter, account_hash, check_redis_url
 from ._run import fail, run_async, settings_of
 
 __all__ = ["limits"]
@@ -41,8 +41,14 @@ def limits(
     if not api_key:
         fail("the account is named by its API key: set GETTY_API_KEY (or pass --api-key)")
     try:
+        check_redis_url(url)
+    except ValueError as exc:
+        fail(f"{'--redis' if redis else 'GETTY_REDIS_URL'}: {exc}")
+    except ImportError as exc:
+        fail(str(exc))
+    try:
         limiter = RedisLimiter(url, api_key=api_key, prefix=prefix)
-    except (ValueError, ImportError) as exc:
+    except ValueError as exc:
         fail(str(exc))
 
     async def body() -> int:
@@ -74,6 +80,7 @@ def limits(
                 f"{state.in_use} ({state.bound} generations pending, "
                 f"{state.claims} submits under way)",
             ),
+            ("live workers", _workers(state.workers)),
             ("waiting", f"{state.waiting} callers in {state.waiting_workers} workers"),
             ("refused (429)", f"{state.refused} submits refused by the pending cap"),
             ("expired leases reclaimed", str(state.expired)),
@@ -83,3 +90,15 @@ def limits(
         return 0
 
     run_async(settings, body)
+
+
+def _workers(caps: dict[str, str]) -> str:
+    """``3 (max_pending 8, 12: the lowest number applies)``: how many, and their caps."""
+    if not caps:
+        return "0"
+    given = sorted(
+        set(caps.values()),
+        key=lambda cap: (not cap.isdigit(), int(cap) if cap.isdigit() else 0),
+    )
+    text = f"{len(caps)} (max_pending {', '.join(given)}"
+    return text + (": the lowest number applies)" if len(given) > 1 else ")")

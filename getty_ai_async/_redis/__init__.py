@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from ._budget import RedisRateBudget
-from ._limiter import AccountLimits, RedisLimiter, account_hash, shown_redis_url
+from ._limiter import AccountLimits, RedisLimiter, account_hash, check_redis_url, shown_redis_url
 
-__all__ = ["AccountLimits", "RedisLimiter", "RedisRateBudget", "account_hash", "shown_redis_url"]
+__all__ = [
+    "AccountLimits",
+    "RedisLimiter",
+    "RedisRateBudget",
+    "account_hash",
+    "check_redis_url",
+    "shown_redis_url",
+]

@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
     from .._transport import RequestBudget
 
-__all__ = ["AccountLimits", "RedisLimiter", "shown_redis_url"]
+__all__ = ["AccountLimits", "RedisLimiter", "check_redis_url", "shown_redis_url"]
 
 log = logging.getLogger("getty_ai_async.redis")
 
@@ -61,20 +62,42 @@ _SUBSCRIBE_WAIT = 5.0
 # How long a waiter that stops waiting tries to take its place out of the queue.
 _CANCEL_WITHIN = 1.0
 
+DEFAULT_SOCKET_TIMEOUT = 10.0
+DEFAULT_SOCKET_CONNECT_TIMEOUT = 5.0
+
 
 def shown_redis_url(url: str) -> str:
-    """`url` as reprs, logs and errors show it: no password, no query string."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host += f":{parts.port}"
-    if parts.password is not None:
-        host = f"{parts.username or ''}:***@{host}"
-    elif parts.username:
-        host = f"{parts.username}@{host}"
+    """`url` as reprs, logs and errors show it: no password, no query string.
+
+    Never raises: a malformed URL is shown too, in the error that says so. Its host and
+    port are shown as written, since parsing them is what may fail.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(a malformed URL)"
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        username, colon, _ = userinfo.partition(":")
+        host = f"{username}:***@{host}" if colon else f"{username}@{host}"
     return f"{parts.scheme}://{host}{parts.path}"
+
+
+def check_redis_url(url: str) -> None:
+    """A `ValueError` (without the password) unless redis-py can connect with `url`."""
+    shown = shown_redis_url(url)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError as exc:
+        raise ValueError(f"not a valid Redis URL: {shown} ({exc})") from None
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"not a Redis URL: {shown} (redis://, rediss:// or unix://)")
+    try:
+        _require_redis().asyncio.connection.parse_url(url)
+    except ValueError as exc:
+        password = urlsplit(url).password
+        why = str(exc).replace(password, "***") if password else str(exc)
+        raise ValueError(f"not a valid Redis URL: {shown} ({why})") from None
 
 
 def _require_redis() -> Any:
@@ -117,6 +140,8 @@ class AccountLimits:
     """Submits refused with a 429 of the pending cap, over every worker."""
     expired: int
     """Leases reclaimed because their holder stopped refreshing them (it died)."""
+    workers: dict[str, str]
+    """Live workers (named as in lease tokens) and the `max_pending` each was given."""
 
 
 class _Reply(NamedTuple):
@@ -130,6 +155,8 @@ class _Reply(NamedTuple):
     expired: int
     ceiling: int
     fresh: int
+    fixed: int
+    fixed_by: str
     extra: list[str]
 
 
@@ -166,6 +193,15 @@ class RedisLimiter:
     are served in arrival order, and the client's ``max_requests_per_second`` becomes
     one budget for every request of every worker.
 
+    Every worker of an account should be given the same `max_pending`. When they differ,
+    the lowest number among the live workers' applies to all of them (never more than
+    any worker was told), and a worker whose own cap is not the one in force logs a
+    WARNING on ``getty_ai_async.redis`` naming the worker with the lower one; while a
+    worker with a fixed cap is live, ``"auto"`` workers keep to it and learn nothing. So
+    a lower cap takes effect as soon as one worker starts with it, a higher one once the
+    last worker with the old cap has stopped: at once when it closed (`aclose`), else
+    after its `lease_ttl` (a worker counts for that long after its last call to Redis).
+
     Keys start with `prefix` and a hash of the API key (the client hands its key over;
     give `api_key` to use the limiter on its own). ``rediss://`` URLs work; pass
     `redis` (a ``redis.asyncio.Redis``) instead of a URL to bring your own client.
@@ -179,6 +215,12 @@ class RedisLimiter:
     5 of those, 2 s at least; its leases not bound yet after 15, or `lease_ttl` if
     shorter). `max_outage`: how long new
     submissions wait for a Redis that went away before `LimiterUnavailableError`.
+
+    `socket_timeout`: how long one call to Redis may go unanswered before Redis counts as
+    away (an outage, ridden out as above); `socket_connect_timeout`: the same for opening
+    a connection. Lower them to notice a Redis that hangs sooner; keep them above the
+    network's worst round trip. Both apply to the client made from the URL: with
+    `redis`, set them on that client.
     """
 
     def __init__(
@@ -192,6 +234,8 @@ class RedisLimiter:
         api_key: str | None = None,
         max_outage: float = 60.0,
         recheck_interval: float = 1.0,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        socket_connect_timeout: float = DEFAULT_SOCKET_CONNECT_TIMEOUT,
     ) -> None:
         self.adaptive = max_pending == "auto"
         if isinstance(max_pending, bool) or not (
@@ -203,19 +247,34 @@ class RedisLimiter:
                 raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
         if not max_outage >= 0:
             raise ValueError(f"max_outage must be >= 0 seconds, got {max_outage!r}")
+        timeouts = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+        }
+        for name, value in timeouts.items():
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and 0 < value < math.inf
+            ):
+                raise ValueError(
+                    f"{name} must be a positive, finite number of seconds, got {value!r}"
+                )
         if not prefix or not re.fullmatch(r"[A-Za-z0-9._:/-]+", prefix):
             raise ValueError(f"prefix must be letters, digits and ._:/- only, got {prefix!r}")
         if redis is None:
             url = url or os.environ.get("GETTY_REDIS_URL") or None
             if url is None:
                 raise ValueError("RedisLimiter needs a URL (or set GETTY_REDIS_URL)")
-            if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-                raise ValueError(
-                    f"not a Redis URL: {shown_redis_url(url)} (redis://, rediss:// or unix://)"
-                )
-            _require_redis()
+            check_redis_url(url)
         elif url is not None:
             raise ValueError("pass a URL or a redis client, not both")
+        else:
+            defaults = (DEFAULT_SOCKET_TIMEOUT, DEFAULT_SOCKET_CONNECT_TIMEOUT)
+            for (name, value), default in zip(timeouts.items(), defaults, strict=True):
+                if value != default:
+                    raise ValueError(
+                        f"{name} applies to the client RedisLimiter makes from a URL; "
+                        "set it on the redis client you pass"
+                    )
         self._url = url
         self.url = shown_redis_url(url) if url else type(redis).__name__
         """Where the leases live, as logs and errors show it (no password)."""
@@ -227,6 +286,8 @@ class RedisLimiter:
         self._claim_ttl = min(self._lease_ttl, 15 * recheck_interval)
         self._waiter_ttl = min(self._claim_ttl, max(5 * recheck_interval, 2.0))
         self.recheck_interval = float(recheck_interval)
+        self._socket_timeout = float(socket_timeout)
+        self._socket_connect_timeout = float(socket_connect_timeout)
         self.max_outage = float(max_outage)
         self.prefix = prefix
         host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:24]
@@ -257,6 +318,9 @@ class RedisLimiter:
         self._needs_sync = False
         self._synced_at: float | None = None
         self._seen_state = False
+        self._joined = False  # a call told Redis our max_pending
+        self._leaving = False  # closed: calls still under way must not tell it again
+        self._shared_fixed: int | None = None  # the account's fixed cap as last logged
         self.round_trips: Counter[str] = Counter()
         """Redis calls made so far, by kind (acquire, bind, release, sync, qps...)."""
 
@@ -279,11 +343,12 @@ class RedisLimiter:
         """The account's state, read from Redis now (for ``getty-ai limits``)."""
         await self._ensure()
         raw = await self._eval("stats")
-        mode, limit, ceiling, claims, bound, waiting, workers, refused, expired, _ = raw
-        limit = int(limit) or (int(_text(mode)) if _text(mode).isdigit() else 0)
+        mode, limit, ceiling, claims, bound, waiting, workers, refused, expired, _ = raw[:10]
+        mode = _text(mode)
+        caps = [_text(value) for value in raw[10:]]
         return AccountLimits(
-            mode=_text(mode),
-            limit=limit,
+            mode=mode,
+            limit=int(mode) if mode.isdigit() else int(limit),
             ceiling=int(ceiling) or None,
             in_use=int(claims) + int(bound),
             bound=int(bound),
@@ -292,6 +357,7 @@ class RedisLimiter:
             waiting_workers=int(workers),
             refused=int(refused),
             expired=int(expired),
+            workers=dict(zip(caps[::2], caps[1::2], strict=True)),
         )
 
     def __repr__(self) -> str:
@@ -321,6 +387,7 @@ class RedisLimiter:
         take room in the account's cap. They expire after `lease_ttl` unless a worker
         adopts them (resuming its journal).
         """
+        self._leaving = True
         for task in (self._keeper, self._listener):
             if task is not None:
                 task.cancel()
@@ -329,6 +396,15 @@ class RedisLimiter:
         closed = RuntimeError("the RedisLimiter was closed")
         for waiter in self._waiters.values():
             waiter.fail(closed)
+        if self._joined and self._client is not None:
+            # Our max_pending stops counting now rather than a lease TTL from now. Briefly,
+            # even when cancelled: a Redis that hangs must not hold the close.
+            self._joined = False
+            with (
+                anyio.move_on_after(_CANCEL_WITHIN, shield=True),
+                contextlib.suppress(*self._connection_errors()),
+            ):
+                await self._eval("leave", self.worker)
         client, self._connected = self._client, False
         if client is not None and self._owns_client:
             self._client = None
@@ -449,7 +525,8 @@ class RedisLimiter:
         self._account = api_key
         self._namespace = f"{self.prefix}:{{{account_hash(api_key)}}}:"
         self._keys = [
-            self._namespace + name for name in ("leases", "pending", "queue", "waiters", "state")
+            self._namespace + name
+            for name in ("leases", "pending", "queue", "waiters", "state", "workers", "caps")
         ]
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
@@ -476,7 +553,9 @@ class RedisLimiter:
             module = _require_redis()
             assert self._url is not None
             self._client = module.asyncio.Redis.from_url(
-                self._url, socket_connect_timeout=5.0, socket_timeout=10.0
+                self._url,
+                socket_connect_timeout=self._socket_connect_timeout,
+                socket_timeout=self._socket_timeout,
             )
         client: aioredis.Redis = self._client
         if not self._scripts:
@@ -526,6 +605,7 @@ class RedisLimiter:
             except _require_redis().exceptions.RedisError as exc:
                 raise self._unavailable(exc) from None
             self._connected = True
+            self._leaving = False
             if self._listener is None:
                 subscribed = self._subscribed = anyio.Event()
                 self._listener = spawn(self._listen, name="getty-ai redis listener")
@@ -551,7 +631,10 @@ class RedisLimiter:
             PROBE_MAX,
             self._namespace,
             int(self._waiter_ttl * 1000),
+            "" if self._leaving else self.worker,
         ]
+        if name != "stats" and not self._leaving:
+            self._joined = True
         return await self._scripts[name](keys=self._keys, args=[*common, *args], client=client)
 
     async def _call(self, name: str, *args: Any, wait: bool) -> _Reply | None:
@@ -577,8 +660,8 @@ class RedisLimiter:
             return reply
 
     def _apply(self, raw: list[Any]) -> _Reply:
-        flag, epoch, limit, in_use, bound, waiting, refused, expired, ceiling, fresh = (
-            int(value) for value in raw[:10]
+        flag, epoch, limit, in_use, bound, waiting, refused, expired, ceiling, fresh, fixed = (
+            int(value) for value in raw[:11]
         )
         reply = _Reply(
             flag,
@@ -591,8 +674,12 @@ class RedisLimiter:
             expired,
             ceiling,
             fresh,
-            [_text(value) for value in raw[10:]],
+            fixed,
+            _text(raw[11]),
+            [_text(value) for value in raw[12:]],
         )
+        if fixed != self._shared_fixed and not self._leaving:
+            self._tell_cap(reply)
         self._stats = LimiterStatistics(
             limit=reply.limit,
             in_use=reply.in_use,
@@ -608,6 +695,34 @@ class RedisLimiter:
             self._start_keeper()
         self._seen_state = True
         return reply
+
+    def _tell_cap(self, reply: _Reply) -> None:
+        """Log when the account's cap stops or starts being this worker's `max_pending`."""
+        before, self._shared_fixed = self._shared_fixed, reply.fixed
+        mine = str(self._fixed) if self._fixed else "'auto'"
+        if reply.fixed == self._fixed:
+            if before is not None:
+                log.info("the account's cap is this worker's max_pending=%s again", mine)
+            return
+        rule = (
+            "the lowest max_pending among live workers applies to every one of them"
+            if self._fixed
+            else "while a worker with a fixed cap is live, the lowest fixed max_pending "
+            "applies to every worker and nothing is learned"
+        )
+        log.warning(
+            "worker %s has max_pending=%s, but worker %s, sharing the account's cap through "
+            "Redis at %s (prefix %r), has max_pending=%d: %s, so the cap is %d until that "
+            "worker stops. Give every worker of an account the same max_pending",
+            self.worker,
+            mine,
+            reply.fixed_by,
+            self.url,
+            self.prefix,
+            reply.fixed,
+            rule,
+            reply.fixed,
+        )
 
     def _on_granted(self, reply: _Reply) -> None:
         for token in reply.extra:

@@ -14,6 +14,12 @@ cluster keeps them on one shard):
   that short expiry, extended once its worker shows it is alive)
 - ``state``   hash: mode, the auto limit's state (`getty_ai_async._auto`, mirrored
   below), counters (refused, expired), the ticket counter
+- ``workers`` sorted set: live workers -> expiry (ms): a worker's every call extends it
+  by its lease TTL; one that says it leaves, or goes quiet that long, is dropped
+- ``caps``    hash: live workers -> the `max_pending` each was given (a number or
+  ``auto``). The account's cap is the lowest number among them (`live_caps`), so
+  workers given different caps never exceed any of them; with no number, the ``auto``
+  rules apply
 - ``qps``     hash: the shared request budget (GCRA: theoretical arrival time, rate)
 
 Every script first drops what expired, then does its work, then hands free slots to
@@ -28,7 +34,8 @@ __all__ = ["QPS", "SCRIPTS"]
 
 _PRELUDE = """
 local LEASES, PENDING, QUEUE, WAITERS, STATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local FIXED = tonumber(ARGV[1])
+local WORKERS, CAPS = KEYS[6], KEYS[7]
+local MINE = tonumber(ARGV[1])
 local LEASE_TTL = tonumber(ARGV[2])
 local CLAIM_TTL = tonumber(ARGV[3])
 local SEED_LIMIT = tonumber(ARGV[4])
@@ -38,9 +45,12 @@ local PROBE_MIN = tonumber(ARGV[7])
 local PROBE_MAX = tonumber(ARGV[8])
 local CHANNEL = ARGV[9]
 local WAITER_TTL = tonumber(ARGV[10])
+local WORKER = ARGV[11]
 local clock = redis.call('TIME')
 local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local FRESH = 0
+-- The account's fixed cap (0: auto) and the worker that gave it (`live_caps`).
+local FIXED, FIXED_BY, LIVE = 0, '', 0
 
 local function num(field, default)
   local value = redis.call('HGET', STATE, field)
@@ -48,7 +58,38 @@ local function num(field, default)
   return default
 end
 
+-- Sets FIXED: the lowest max_pending among live workers; 0 (auto) if all have "auto".
+-- With no worker live (the last one just left), the mode recorded last stands.
+local function live_caps()
+  for _, worker in ipairs(redis.call('ZRANGEBYSCORE', WORKERS, '-inf', NOW)) do
+    redis.call('ZREM', WORKERS, worker)
+    redis.call('HDEL', CAPS, worker)
+  end
+  local caps = redis.call('HGETALL', CAPS)
+  LIVE = #caps / 2
+  if LIVE == 0 then
+    FIXED = tonumber(redis.call('HGET', STATE, 'mode') or '') or 0
+    return
+  end
+  FIXED, FIXED_BY = 0, ''
+  for index = 1, #caps, 2 do
+    local worker, cap = caps[index], tonumber(caps[index + 1])
+    if cap and (FIXED == 0 or cap < FIXED or (cap == FIXED and worker < FIXED_BY)) then
+      FIXED, FIXED_BY = cap, worker
+    end
+  end
+end
+
+-- The calling worker says it is alive, with its max_pending (unless WORKER is '': it
+-- is closing).
 local function setup()
+  if WORKER ~= '' then
+    local mine = 'auto'
+    if MINE > 0 then mine = tostring(MINE) end
+    redis.call('ZADD', WORKERS, NOW + LEASE_TTL, WORKER)
+    redis.call('HSET', CAPS, WORKER, mine)
+  end
+  live_caps()
   local mode = 'auto'
   if FIXED > 0 then mode = tostring(FIXED) end
   if redis.call('HSETNX', STATE, 'mode', mode) == 1 then
@@ -191,7 +232,8 @@ end
 
 local function reply(flag, extra)
   local result = {flag, num('epoch', 0), limit(), used(), redis.call('ZCARD', PENDING),
-    redis.call('ZCARD', QUEUE), num('refused', 0), num('expired', 0), num('ceiling', 0), FRESH}
+    redis.call('ZCARD', QUEUE), num('refused', 0), num('expired', 0), num('ceiling', 0), FRESH,
+    FIXED, FIXED_BY}
   if extra then
     for _, value in ipairs(extra) do table.insert(result, value) end
   end
@@ -200,13 +242,13 @@ local function reply(flag, extra)
 end
 """
 
-# ARGV[11]: the waiter's token. Granted at once if there is room and nobody waits before
+# ARGV[12]: the waiter's token. Granted at once if there is room and nobody waits before
 # it; otherwise queued (or kept alive in the queue) and granted when its turn comes.
 _ACQUIRE = """
 setup()
 purge()
 grant()
-local waiter = ARGV[11]
+local waiter = ARGV[12]
 if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
 if not redis.call('ZSCORE', QUEUE, waiter) then
   if redis.call('ZCARD', QUEUE) == 0 and used() < limit() then
@@ -221,60 +263,60 @@ if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
 return reply(0)
 """
 
-# ARGV[11]: a waiter that gave up: out of the queue, and its lease back if it had one.
+# ARGV[12]: a waiter that gave up: out of the queue, and its lease back if it had one.
 _CANCEL = """
 setup()
 purge()
-redis.call('ZREM', QUEUE, ARGV[11])
-redis.call('ZREM', WAITERS, ARGV[11])
-local removed = redis.call('ZREM', LEASES, ARGV[11])
+redis.call('ZREM', QUEUE, ARGV[12])
+redis.call('ZREM', WAITERS, ARGV[12])
+local removed = redis.call('ZREM', LEASES, ARGV[12])
 grant()
 return reply(removed)
 """
 
-# ARGV[11]: lease token, ARGV[12]: the generation id the service accepted, ARGV[13]: the
+# ARGV[12]: lease token, ARGV[13]: the generation id the service accepted, ARGV[14]: the
 # lease's epoch.
 _BIND = """
 setup()
 purge()
-redis.call('ZREM', LEASES, ARGV[11])
-redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[12])
-accepted(tonumber(ARGV[13]))
+redis.call('ZREM', LEASES, ARGV[12])
+redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[13])
+accepted(tonumber(ARGV[14]))
 grant()
 return reply(1)
 """
 
-# ARGV[11]: a generation already pending (resumed): counted once, whoever held it.
+# ARGV[12]: a generation already pending (resumed): counted once, whoever held it.
 _ADOPT = """
 setup()
 purge()
-redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[11])
+redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[12])
 return reply(1)
 """
 
-# ARGV[11]: lease token, ARGV[12]: '1' for a 429 of the pending cap, ARGV[13]: its epoch.
+# ARGV[12]: lease token, ARGV[13]: '1' for a 429 of the pending cap, ARGV[14]: its epoch.
 _REFUSED = """
 setup()
 purge()
-redis.call('ZREM', LEASES, ARGV[11])
-if ARGV[12] == '1' then
+redis.call('ZREM', LEASES, ARGV[12])
+if ARGV[13] == '1' then
   redis.call('HINCRBY', STATE, 'refused', 1)
-  refused(tonumber(ARGV[13]))
+  refused(tonumber(ARGV[14]))
 end
 grant()
 return reply(1)
 """
 
-# ARGV[11]: lease token, ARGV[12]: its generation id ('' if unbound), ARGV[13]: '1' when
+# ARGV[12]: lease token, ARGV[13]: its generation id ('' if unbound), ARGV[14]: '1' when
 # the service reported the generation finished.
 _RELEASE = """
 setup()
 purge()
-local removed = redis.call('ZREM', LEASES, ARGV[11])
-if ARGV[12] ~= '' then
-  removed = redis.call('ZREM', PENDING, ARGV[12])
+local removed = redis.call('ZREM', LEASES, ARGV[12])
+if ARGV[13] ~= '' then
+  removed = redis.call('ZREM', PENDING, ARGV[13])
   if removed == 1 then
-    if ARGV[13] == '1' then finished() end
+    if ARGV[14] == '1' then finished() end
     redis.call('PUBLISH', CHANNEL .. 'room', '1')
   end
 end
@@ -282,7 +324,7 @@ grant()
 return reply(removed)
 """
 
-# One round trip for everything a worker holds. ARGV[11]: '1' for a full sync (after
+# One round trip for everything a worker holds. ARGV[12]: '1' for a full sync (after
 # Redis was lost: re-add what it no longer has), '0' for a heartbeat (only extend what it
 # has: anything else was released meanwhile). Then four counted lists: waiters to keep
 # in the queue, unbound lease tokens and bound generation ids to keep alive, and
@@ -291,8 +333,8 @@ return reply(removed)
 _SYNC = """
 setup()
 purge()
-local full = ARGV[11] == '1'
-local at = 12
+local full = ARGV[12] == '1'
+local at = 13
 local function take()
   local count = tonumber(ARGV[at])
   local items = {}
@@ -329,9 +371,27 @@ end
 return reply(1, granted)
 """
 
-# A read for `getty-ai limits`: creates nothing (expired leases are still dropped).
+# ARGV[12]: a worker closing: its max_pending no longer counts (a higher cap may free
+# slots).
+_LEAVE = """
+redis.call('ZREM', WORKERS, ARGV[12])
+redis.call('HDEL', CAPS, ARGV[12])
+setup()
+purge()
+grant()
+return reply(1)
+"""
+
+# A read for `getty-ai limits`: creates nothing (what expired is still dropped). After
+# the counters: the live workers and their max_pending, as pairs.
 _STATS = """
 purge()
+live_caps()
+local mode = redis.call('HGET', STATE, 'mode') or ''
+if LIVE > 0 then
+  mode = 'auto'
+  if FIXED > 0 then mode = tostring(FIXED) end
+end
 local workers, count = {}, 0
 for _, waiter in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
   local worker = worker_of(waiter)
@@ -340,9 +400,11 @@ for _, waiter in ipairs(redis.call('ZRANGE', QUEUE, 0, -1)) do
     count = count + 1
   end
 end
-return {redis.call('HGET', STATE, 'mode') or '', num('limit', 0), num('ceiling', 0),
+local result = {mode, num('limit', 0), num('ceiling', 0),
   redis.call('ZCARD', LEASES), redis.call('ZCARD', PENDING), redis.call('ZCARD', QUEUE), count,
   num('refused', 0), num('expired', 0), num('epoch', 0)}
+for _, value in ipairs(redis.call('HGETALL', CAPS)) do table.insert(result, value) end
+return result
 """
 
 SCRIPTS = {
@@ -355,10 +417,12 @@ SCRIPTS = {
         "refused": _REFUSED,
         "release": _RELEASE,
         "sync": _SYNC,
+        "leave": _LEAVE,
         "stats": _STATS,
     }.items()
 }
-"""Scripts on the lease keys, by name (KEYS: leases, pending, queue, waiters, state)."""
+"""Scripts on the lease keys, by name (KEYS: leases, pending, queue, waiters, state,
+workers, caps)."""
 
 QPS = """
 local clock = redis.call('TIME')

@@ -59,6 +59,14 @@ class Served:
         } | extra
 
 
+def one_error_line(stderr: str) -> str:
+    """The one line an error printed (the test fails unless there is exactly one)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("getty-ai: error: ")
+    return lines[0]
+
+
 def write_lines(path: Path, *lines: str) -> Path:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -12,16 +12,9 @@ import pytest
 
 from getty_ai_async.sandbox import Sandbox
 
-from ._helpers import PROMPTS_FILE, PYTHON, Cli, Served, fast_settings
+from ._helpers import PROMPTS_FILE, PYTHON, Cli, Served, fast_settings, one_error_line
 
 SECRET = "s3cr3t-DO-NOT-PRINT"
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("getty-ai: error: ")
-    return lines[0]
 
 
 def test_missing_credentials(cli: Cli) -> None:

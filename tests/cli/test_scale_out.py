@@ -6,16 +6,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 import typer
+from typer.testing import Result
 
+from getty_ai_async import RedisLimiter
 from getty_ai_async._cli._app import app
 from getty_ai_async._cli._batch_command import command_line
 from getty_ai_async._cli._errors import UsageError
 from getty_ai_async._cli._shard import parse_shard, shard_of
 from getty_ai_async.sandbox import Sandbox
 
-from ._helpers import FAST_SANDBOX, Cli, fast_settings, write_lines
+from ._helpers import FAST_SANDBOX, Cli, fast_settings, one_error_line, write_lines
 
 
 def results_of(path: Path) -> list[dict[str, Any]]:
@@ -84,6 +88,30 @@ def test_limits_of_an_account_nobody_used(cli: Cli, redis_server: Any) -> None:
     assert "nothing recorded yet" in result.output
 
 
+def test_limits_lists_the_live_workers_caps(cli: Cli, redis_server: Any) -> None:
+    async def two_workers_then_limits() -> Result:
+        limiters = [
+            RedisLimiter(redis_server.url, api_key="sandbox-key", max_pending=cap)
+            for cap in (12, 8)
+        ]
+        try:
+            for limiter in limiters:
+                await limiter.release(await limiter.acquire(), finished=False)
+            return await anyio.to_thread.run_sync(
+                lambda: cli("--sandbox", "limits", "--redis", redis_server.url)
+            )
+        finally:
+            for limiter in limiters:
+                await limiter.aclose()
+
+    shown = anyio.run(two_workers_then_limits)
+    assert shown.exit_code == 0, shown.output
+    assert "8 (fixed)" in shown.output
+    assert "2 (max_pending 8, 12: the lowest number applies)" in shown.output
+    after = json.loads(cli("--sandbox", "limits", "--redis", redis_server.url, "--json").output)
+    assert (after["mode"], after["workers"]) == ("8", {}), "closed workers no longer count"
+
+
 def test_limits_needs_a_redis_and_hides_its_password(cli: Cli) -> None:
     missing = cli("--sandbox", "limits")
     assert missing.exit_code == 2
@@ -137,3 +165,38 @@ def test_the_batchs_own_max_pending_sets_the_shared_cap(
     assert sandbox.stats.rate_limited_pending == 0
     as_json = json.loads(cli("--sandbox", "limits", "--redis", redis_server.url, "--json").output)
     assert (as_json["mode"], as_json["limit"]) == ("3", 3)
+
+
+MALFORMED_REDIS_URLS = [
+    "redis://localhost:notaport",
+    "redis://:pa55word@localhost:notaport/0",
+    "redis://localhost:99999/0",
+    "redis://[::1/0",
+    "redis://localhost/0?db=zero",
+    "http://localhost:6379",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED_REDIS_URLS)
+def test_a_malformed_redis_url_is_one_line_naming_redis(cli: Cli, tmp_path: Path, url: str) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", "a fox")
+    batch = cli("--sandbox", "batch", str(prompts), "--out", str(tmp_path), "--redis", url)
+    limits = cli("--sandbox", "limits", "--redis", url)
+    for result in (batch, limits):
+        assert result.exit_code == 2, result.output
+        assert one_error_line(result.stderr).startswith("getty-ai: error: --redis: ")
+        assert "pa55word" not in result.output
+    assert not (tmp_path / "results.jsonl").exists(), "nothing ran"
+
+
+def test_a_malformed_getty_redis_url_is_named_as_such(cli: Cli, tmp_path: Path) -> None:
+    prompts = write_lines(tmp_path / "prompts.txt", "a fox")
+    env = {"GETTY_REDIS_URL": "redis://localhost:notaport"}
+    batch = cli("--sandbox", "batch", str(prompts), "--out", str(tmp_path), env=env)
+    limits = cli("--sandbox", "limits", env=env)
+    for result in (batch, limits):
+        assert result.exit_code == 2, result.output
+        line = one_error_line(result.stderr)
+        assert line.startswith("getty-ai: error: GETTY_REDIS_URL: ")
+        assert "max_pending" not in line
+    assert not (tmp_path / "results.jsonl").exists(), "nothing ran"

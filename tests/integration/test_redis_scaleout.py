@@ -8,6 +8,7 @@ processes of their own (`redis_worker.py`) or clients in this process. The
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -268,3 +269,30 @@ async def test_the_learned_ceiling_is_shared_by_workers(redis_server: RedisServe
         lease = await second.acquire()
         assert second.limit == learned
         await second.refused(lease, pending_cap=False)
+
+
+async def test_workers_given_different_caps_keep_to_the_lowest_together(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "getty_ai_async.redis")
+    sandbox = Sandbox(
+        pending_seconds=(1, 2), time_scale=0.02, pending_limit=8, images_per_generation=1
+    )
+    low = RedisLimiter(redis_server.url, max_pending=2)
+    high = RedisLimiter(redis_server.url, max_pending=6)
+
+    async def run(client: AsyncGettyAI, name: str) -> None:
+        async for outcome in client.generate_many(f"{name} {i}" for i in range(12)):
+            assert outcome.ok
+
+    async with AsyncGettyAI.sandbox(sandbox, limiter=low, poll_interval=0.01) as low_client:
+        await low.release(await low.acquire(), finished=False)  # `low` has joined
+        async with (
+            AsyncGettyAI.sandbox(sandbox, limiter=high, poll_interval=0.01) as client,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(run, low_client, "low")
+            group.start_soon(run, client, "high")
+    assert sandbox.stats.submissions == 24
+    assert sandbox.stats.peak_pending <= 2, "with its own cap `high` alone kept 6 pending"
+    assert f"worker {high.worker} has max_pending=6, but worker {low.worker}" in caplog.text

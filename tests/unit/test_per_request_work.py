@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import logging
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ from stamina.instrumentation import RetryDetails
 from getty_ai_async import Generation, errors
 from getty_ai_async._backends import HttpClient
 from getty_ai_async._poller import parse_generation
-from getty_ai_async._transport import _with_path
+from getty_ai_async._transport import _BeforeSend, _with_path
 
 from ._helpers import FAST, GEN_ID, ClientFactory, finished, url
 
@@ -229,6 +229,54 @@ async def test_send_read_gives_what_httpx_s_send_gives(caplog: pytest.LogCapture
         await http.aclose()
     assert seen[0] == seen[1]
     assert seen[1][4] == [(401, b"stale", True)]
+
+
+class _Challenge(httpx.Auth):
+    """Signs the request's body, and answers a 401 with the nonce in the 401's body."""
+
+    requires_request_body = True
+    requires_response_body = True
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["X-Body-Length"] = str(len(request.content))
+        response = yield request
+        if response.status_code == 401:
+            request.headers["Authorization"] = f"Nonce {response.json()['nonce']}"
+            yield request
+
+
+async def _streamed_body() -> AsyncIterator[bytes]:
+    yield b'{"prompt": '
+    yield b'"a fox"}'
+
+
+@pytest.mark.parametrize("way", ["send", "send_read", "through the transport's hooks"])
+async def test_an_auth_that_reads_bodies_gets_them_on_every_path(
+    router: respx.MockRouter, way: str
+) -> None:
+    def challenge(request: httpx.Request) -> httpx.Response:
+        if "authorization" not in request.headers:  # the nonce comes streamed, unread
+            return httpx.Response(401, stream=httpx.ByteStream(b'{"nonce": "n-1"}'))
+        seen = (request.headers["authorization"], request.headers["x-body-length"])
+        return httpx.Response(200, json={"seen": list(seen)})
+
+    router.post("https://api.test/x").mock(side_effect=challenge)
+    hooked: list[str] = []
+
+    async def hook() -> None:
+        hooked.append("sent")
+
+    async with HttpClient() as http:
+        request = http.build_request("POST", "https://api.test/x", content=_streamed_body())
+        if way == "send":
+            response = await http.send(request, auth=_Challenge(), follow_redirects=False)
+        elif way == "send_read":
+            response = await http.send_read(request, _Challenge())
+        else:
+            response = await http.send_read(request, _BeforeSend(_Challenge(), [hook]))
+            assert hooked == ["sent", "sent"]
+    assert response.json() == {"seen": ["Nonce n-1", "19"]}
+    assert [old.json() for old in response.history] == [{"nonce": "n-1"}]
 
 
 async def test_send_read_errors_name_their_request() -> None:

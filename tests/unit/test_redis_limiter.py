@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
+import anyio.abc
 import fakeredis
 import pytest
 
@@ -349,6 +350,127 @@ async def test_the_learned_ceiling_is_shared(workers: Workers) -> None:
     await second.refused(lease, pending_cap=False)
 
 
+# ------------------------------------------------- workers that disagree on the cap
+
+
+async def queued(limiter: RedisLimiter, got: list[Lease]) -> None:
+    got.append(await limiter.acquire())
+
+
+async def test_workers_given_different_caps_all_keep_to_the_lowest(
+    workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "getty_ai_async.redis")
+    low, high = workers(max_pending=1), workers(max_pending=2)
+    held = await low.acquire()
+    await low.bind(held, "gen-1")
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(queued, high, got)
+        # One lease is out: with its own cap of 2, `high` would take a second one.
+        await until(lambda: (high.statistics().waiting, high.limit) == (1, 1))
+        await low.release(held, finished=True)
+    await high.release(got[0], finished=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "max_pending=2" in warnings[0]
+    assert f"worker {low.worker}" in warnings[0]
+    assert "max_pending=1" in warnings[0]
+    assert "same max_pending" in warnings[0]
+    limits = await high.account_limits()
+    assert (limits.mode, limits.limit) == ("1", 1)
+    assert limits.workers == {low.worker: "1", high.worker: "2"}
+
+
+async def test_a_worker_started_with_a_lower_cap_lowers_it_for_those_running(
+    workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "getty_ai_async.redis")
+    high, low = workers(max_pending=2), workers(max_pending=1)
+    held = await high.acquire()
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(queued, low, got)
+        await until(lambda: low.statistics().waiting == 1)
+        group.start_soon(queued, high, got)  # the cap is 1 now, for `high` too
+        await until(lambda: (high.statistics().waiting, high.limit) == (2, 1))
+        await high.refused(held, pending_cap=False)
+        await until(lambda: len(got) == 1)
+        await low.refused(got[0], pending_cap=False)
+    assert [lease.token.startswith(low.worker) for lease in got] == [True, False]
+    await high.refused(got[1], pending_cap=False)
+    assert any(
+        f"worker {low.worker}" in record.getMessage() and record.name == "getty_ai_async.redis"
+        for record in caplog.records
+    )
+
+
+async def test_a_worker_that_closes_takes_its_lower_cap_along(workers: Workers) -> None:
+    low, high = workers(max_pending=1), workers(max_pending=3)
+    lease = await low.acquire()
+    await low.release(lease, finished=False)
+    await low.aclose()  # its cap would otherwise count for its lease_ttl (90 s)
+    held = [await high.acquire() for _ in range(3)]
+    assert high.limit == 3
+    assert (await high.account_limits()).workers == {high.worker: "3"}
+    for lease in held:
+        await high.release(lease, finished=False)
+
+
+async def test_a_closed_worker_stays_gone_when_its_waiters_give_up_after(
+    workers: Workers,
+) -> None:
+    holder, low = workers(max_pending=3), workers(max_pending=1)
+    held = await holder.acquire()
+
+    async def wait() -> None:
+        with pytest.raises(RuntimeError, match="closed"):
+            await low.acquire()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait)
+        await until(lambda: low.statistics().waiting == 1)
+        await low.aclose()  # the waiter takes its place out of the queue afterwards
+    limits = await holder.account_limits()
+    assert (limits.workers, limits.waiting) == ({holder.worker: "3"}, 0)
+    await holder.release(held, finished=False)
+
+
+async def test_a_killed_workers_lower_cap_lapses_with_its_lease_ttl(workers: Workers) -> None:
+    killed, high = workers(max_pending=1, lease_ttl=0.3), workers(max_pending=3)
+    lease = await killed.acquire()
+    await killed.release(lease, finished=False)
+    # `killed` never calls Redis again: its cap counts until 0.3 s after its last call.
+    with anyio.fail_after(3):
+        held = [await high.acquire() for _ in range(3)]
+    assert high.limit == 3
+    for lease in held:
+        await high.release(lease, finished=False)
+
+
+async def test_while_a_worker_with_a_fixed_cap_is_live_auto_ones_keep_to_it(
+    workers: Workers, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "getty_ai_async.redis")
+    fixed, auto = workers(max_pending=1), workers(max_pending="auto")
+    held = await fixed.acquire()
+    await fixed.bind(held, "gen-1")
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(queued, auto, got)
+        await until(lambda: (auto.statistics().waiting, auto.limit) == (1, 1))
+        await fixed.release(held, finished=True)
+    await auto.refused(got[0], pending_cap=True)  # learns nothing under a fixed cap
+    limits = await auto.account_limits()
+    assert (limits.mode, limits.limit, limits.ceiling) == ("1", 1, None)
+    assert "max_pending='auto'" in caplog.text
+    assert "max_pending=1" in caplog.text
+    await fixed.aclose()
+    lease = await auto.acquire()
+    assert (await auto.account_limits()).mode == "auto"
+    await auto.release(lease, finished=False)
+
+
 # ----------------------------------------------------------------- Redis trouble
 
 
@@ -365,6 +487,9 @@ def test_urls_are_checked() -> None:
         RedisLimiter()
     with pytest.raises(ValueError, match="max_pending"):
         RedisLimiter("redis://localhost", max_pending=0)
+    with pytest.raises(ValueError, match=r"not a valid Redis URL: redis://:\*\*\*@h:x/0") as bad:
+        RedisLimiter("redis://:pw@h:x/0")
+    assert "pw" not in str(bad.value)
 
 
 def test_a_rediss_url_makes_a_tls_client() -> None:
@@ -374,6 +499,43 @@ def test_a_rediss_url_makes_a_tls_client() -> None:
     client = limiter._redis()
     assert isinstance(client, redis.asyncio.Redis)
     assert client.connection_pool.connection_class is redis.asyncio.SSLConnection
+
+
+@pytest.mark.parametrize("name", ["socket_timeout", "socket_connect_timeout"])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "5"])
+def test_the_socket_timeouts_are_positive_finite_seconds(name: str, bad: Any) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        RedisLimiter("redis://localhost", api_key=KEY, **{name: bad})
+
+
+def test_the_socket_timeouts_go_to_the_client_made_from_the_url() -> None:
+    options = RedisLimiter("redis://localhost", api_key=KEY)._redis().connection_pool
+    assert options.connection_kwargs["socket_timeout"] == 10.0
+    assert options.connection_kwargs["socket_connect_timeout"] == 5.0
+    limiter = RedisLimiter(
+        "redis://localhost", api_key=KEY, socket_timeout=0.5, socket_connect_timeout=0.25
+    )
+    options = limiter._redis().connection_pool
+    assert options.connection_kwargs["socket_timeout"] == 0.5
+    assert options.connection_kwargs["socket_connect_timeout"] == 0.25
+    with pytest.raises(ValueError, match=r"socket_timeout .* the redis client you pass"):
+        RedisLimiter(redis=fakeredis.FakeAsyncRedis(), socket_timeout=0.5)
+
+
+async def test_a_redis_that_never_answers_is_unavailable_after_socket_timeout() -> None:
+    async def silent(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await anyio.sleep_forever()  # takes the connection, never replies
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as group:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
+        limiter = RedisLimiter(f"redis://127.0.0.1:{port}/0", api_key=KEY, socket_timeout=0.1)
+        group.start_soon(listener.serve, silent)
+        with anyio.fail_after(5), pytest.raises(errors.LimiterUnavailableError, match="Timeout"):
+            await limiter.connect()  # the default socket timeout would wait 10 s
+        group.cancel_scope.cancel()
+    await limiter.aclose()
 
 
 async def test_unreachable_at_start_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
