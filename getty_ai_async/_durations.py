@@ -153,6 +153,8 @@ class PollTiming:
         """A sampled generation was first seen finished by a poll sent `seen_after`
         seconds after acceptance, `gap` seconds after the poll before it (or, for a
         first poll, the interval its random phase was drawn from)."""
+        if not (math.isfinite(seen_after) and math.isfinite(gap)):
+            return
         self._seen.add(seen_after)
         self.durations.add(max(0.0, seen_after - gap / 2))
 

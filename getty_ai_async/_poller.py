@@ -341,6 +341,10 @@ class Poller:
         entry.subscribers.append(subscriber)
         if interval is not None and interval < entry.interval:
             entry.interval = interval
+            if entry.awaiting_aim and entry.due != math.inf:
+                self._reschedule(
+                    entry, min(entry.due, entry.tracked_at + _UNAIMED_FIRST * interval)
+                )
         # The last poll comes at the deadline, even when it is shorter than an interval.
         # (While a poll is out, its answer comes first: no second poll beside it.)
         when = now if poll_now else min(entry.due, subscriber.deadline)
@@ -441,7 +445,8 @@ class Poller:
         # A first poll's phase was drawn from the interval.
         gap = entry.interval if previous is None else sent_at - previous
         held_up = max(sent_at - entry.polled_due, gap - entry.interval)
-        if held_up > max(_ON_TIME * entry.interval, _LATE_SHARE * seen_after):
+        # (Written so that a NaN from a clock gone wrong teaches nothing either.)
+        if not held_up <= max(_ON_TIME * entry.interval, _LATE_SHARE * seen_after):
             return  # `_drop` counts it as a sample lost
         entry.sample = False
         timing = self._timing(entry.kind)
@@ -457,6 +462,8 @@ class Poller:
         for entry in self._entries.values():
             if entry.awaiting_aim and entry.kind == kind:
                 self._stop_awaiting_aim(entry)
+                if entry.due == math.inf:
+                    continue  # a poll is out: its answer reschedules at the usual cadence
                 assert entry.accepted_at is not None  # only accepted ones wait for an aim
                 when = max(now, entry.accepted_at + aim)
                 if when < entry.due:
@@ -646,8 +653,9 @@ class Poller:
         else:
             # Keep the cadence of the first poll rather than drifting by each poll's latency.
             when = max(entry.polled_due + entry.interval, now)
-        soonest = min((s.deadline for s in entry.subscribers), default=math.inf)
-        self._reschedule(entry, min(when, max(soonest, now)))
+        # The last poll comes at the earliest deadline: a waiter's, or the lease's.
+        soonest = min((s.deadline for s in entry.subscribers), default=entry.deadline)
+        self._reschedule(entry, min(when, max(min(soonest, entry.deadline), now)))
 
     def _timeout(self, entry: _Entry, started: float, now: float) -> GenerationTimeoutError:
         error = GenerationTimeoutError(entry.generation_request_id, now - started)

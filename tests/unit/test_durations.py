@@ -129,3 +129,11 @@ def test_a_clock_gone_wrong_is_not_a_duration() -> None:
     for value in (math.nan, math.inf, -1.0):
         estimate.add(value)
     assert estimate.samples == 0
+
+
+def test_a_sample_timed_by_a_clock_gone_wrong_teaches_neither_estimate() -> None:
+    timing = PollTiming(random.Random(6))
+    for seen, gap in ((math.nan, INTERVAL), (0.5, math.inf), (math.inf, math.inf)):
+        timing.finished(seen, gap)
+    assert timing.durations.samples == 0
+    assert timing.ready_after() is None

@@ -149,3 +149,89 @@ async def test_a_generation_waiting_for_samples_that_never_teach_is_still_polled
     # Nothing learned: it was polled all the same, but not every 5 ms (40 polls) as the
     # samples were: after 10 ms, then each time its age doubled.
     assert 2 <= polls["gen-0010"] <= 10
+
+
+async def test_a_generation_waiting_for_samples_has_one_poll_out_at_most(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    # The samples teach while the waiting one's first poll is still out (a slow reply):
+    # re-aiming it then must not send a second poll beside that one.
+    ids = iter(f"gen-{i:04d}" for i in range(100))
+    router.post(url(POST_PATH)).mock(
+        side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
+    )
+    started = anyio.current_time()
+    out: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    async def poll(request: httpx.Request) -> httpx.Response:
+        gen_id = request.url.path.rsplit("/", 1)[1]
+        out[gen_id] = out.get(gen_id, 0) + 1
+        most[gen_id] = max(most.get(gen_id, 0), out[gen_id])
+        try:
+            if gen_id == "gen-0010":
+                await anyio.sleep(0.3)
+            if anyio.current_time() - started < 0.1:
+                return httpx.Response(202, json=pending(gen_id))
+            return httpx.Response(200, json=finished(gen_id))
+        finally:
+            out[gen_id] -= 1
+
+    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(side_effect=poll)
+    client = make_client(poll_interval=0.01, max_pending=20)
+    for i in range(10):
+        await client.generations.create(f"sample {i}", wait=False)
+    with anyio.fail_after(5):
+        await client.generations.create("the eleventh")
+    assert most["gen-0010"] == 1
+
+
+async def test_waiting_for_samples_never_holds_a_lease_past_its_timeout(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    ids = iter(f"gen-{i:04d}" for i in range(100))
+    router.post(url(POST_PATH)).mock(
+        side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
+    )
+    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(
+        side_effect=lambda request: httpx.Response(
+            202, json=pending(request.url.path.rsplit("/", 1)[1])
+        )
+    )  # nothing ever finishes: no sample teaches
+    client = make_client(poll_interval=0.02, max_pending=20, lease_timeout=0.5)
+    for i in range(10):
+        await client.generations.create(f"sample {i}", wait=False)
+    await client.generations.create("waits for the samples", wait=False)
+    accepted = anyio.current_time()
+    with anyio.fail_after(5):
+        while client.limiter.in_use:  # noqa: ASYNC110 - a count, no event
+            await anyio.sleep(0.005)
+    # Its polls came at ages 0.08, 0.16, 0.32 s; the next doubling (0.64 s) would have
+    # held the lease past its 0.5 s.
+    assert anyio.current_time() - accepted < 0.5 + 0.1
+
+
+async def test_a_shorter_interval_asked_for_re_times_a_generation_waiting_for_samples(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
+    ids = iter(f"gen-{i:04d}" for i in range(100))
+    router.post(url(POST_PATH)).mock(
+        side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
+    )
+
+    def poll(request: httpx.Request) -> httpx.Response:
+        gen_id = request.url.path.rsplit("/", 1)[1]
+        if gen_id == "gen-0010":
+            return httpx.Response(200, json=finished(gen_id))
+        return httpx.Response(202, json=pending(gen_id))  # the samples never finish
+
+    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(side_effect=poll)
+    client = make_client(poll_interval=0.2, max_pending=20)
+    for i in range(10):
+        await client.generations.create(f"sample {i}", wait=False)
+    started = anyio.current_time()
+    fast = client.with_options(poll_interval=0.005)
+    with anyio.fail_after(5):
+        await fast.generations.create("the eleventh")
+    # First polled after 4 of the caller's intervals (20 ms), not of the client's (0.8 s).
+    assert anyio.current_time() - started < 0.4
