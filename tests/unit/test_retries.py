@@ -460,7 +460,8 @@ async def test_cdn_fetch_retries_stop_at_the_deadline(
     with pytest.raises(errors.InternalServerError):
         await make_client(retry_policy=policy).downloads.save(GEN_ID, 0, tmp_path)
     assert sum(retry_waits) <= 0.06
-    assert len(retry_waits) == 2
+    # 0.04 s, then what is left of 0.06 s (on a loaded machine nothing may be left).
+    assert 1 <= len(retry_waits) <= 2
 
 
 def test_wait_within_keeps_cuts_or_refuses() -> None:
