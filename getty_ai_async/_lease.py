@@ -82,46 +82,37 @@ class LimiterStatistics:
 class Limiter(Protocol):
     """What `AsyncGettyAI(limiter=...)` accepts: a pool of leases on the pending cap.
 
-    The ``...`` bodies below are the Protocol's signatures, not stubs: `PendingLimiter`
-    (in process) and `RedisLimiter` (shared) implement them.
+    The methods below are the Protocol's signatures (a docstring each, no body):
+    `PendingLimiter` (in process) and `RedisLimiter` (shared) implement them.
     """
 
     @property
     def lease_ttl(self) -> float:
         """Seconds a lease lives without a `refresh`."""
-        ...
 
     async def acquire(self) -> Lease:
         """Wait for room, then take a lease (cancellable; nothing is held if cancelled)."""
-        ...
 
     async def adopt(self, generation_request_id: str) -> Lease:
         """A bound lease for a generation already pending, taken even past the limit."""
-        ...
 
     async def bind(self, lease: Lease, generation_request_id: str) -> None:
         """The service accepted the POST made under `lease`."""
-        ...
 
     async def refused(self, lease: Lease, *, pending_cap: bool) -> None:
         """The POST made under `lease` created nothing; `pending_cap` for a cap 429."""
-        ...
 
     async def release(self, lease: Lease, *, finished: bool) -> None:
         """The generation ended (`finished`: the service reported it), or was given up."""
-        ...
 
     async def refresh(self, leases: Sequence[Lease]) -> None:
         """Keep `leases` alive: their generations are still pending."""
-        ...
 
     async def wait_for_room(self, timeout: float) -> None:
         """Return when a bound lease is released (a generation ended), or after `timeout`."""
-        ...
 
     def statistics(self) -> LimiterStatistics:
         """A snapshot for progress displays (a shared backend's last known figures)."""
-        ...
 
     def attach(
         self, *, api_key: str, max_requests_per_second: float | None
@@ -129,15 +120,12 @@ class Limiter(Protocol):
         """Called by the client that uses this limiter: the account's API key (a shared
         backend names its keys after a hash of it) and the client's request-rate budget;
         returns the budget every request draws from (None: no budget)."""
-        ...
 
     async def connect(self) -> None:
         """Make sure the backend can be used (`LimiterUnavailableError` if not)."""
-        ...
 
     async def aclose(self) -> None:
         """Release connections and background tasks (the client's `aclose` calls it)."""
-        ...
 
 
 class RoomWaiters:

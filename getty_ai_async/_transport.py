@@ -108,11 +108,9 @@ class RequestBudget(Protocol):
 
     async def acquire(self) -> None:
         """Wait for this request's turn."""
-        ...
 
     def throttled(self) -> None:
         """The service answered 429: slow down."""
-        ...
 
 
 DEFAULT_RETRY_AFTER_FLOOR = 0.1
