@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Awaitable, Callable
 
 import anyio
 import httpx
 import pytest
 import respx
 
-from getty_ai_async import errors
+from getty_ai_async import AsyncGettyAI, errors
 
 from ._helpers import API, GEN_ID, ClientFactory, finished, pending, url
 
@@ -121,33 +123,54 @@ async def test_posts_settled_wakes_when_the_last_post_of_its_body_is_answered(
     await poller.posts_settled("body-a", timeout=5)  # none out: at once
 
 
-async def test_a_generation_waiting_for_samples_that_never_teach_is_still_polled(
-    router: respx.MockRouter, make_client: ClientFactory
-) -> None:
+Answer = httpx.Response | Awaitable[httpx.Response]
+
+
+def numbered_generations(router: respx.MockRouter, poll: Callable[[str], Answer]) -> None:
+    """POSTs accept gen-0000, gen-0001, ... in turn; a GET of one is `poll(its id)`."""
     ids = iter(f"gen-{i:04d}" for i in range(100))
     router.post(url(POST_PATH)).mock(
         side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
     )
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        reply = poll(request.url.path.rsplit("/", 1)[1])
+        return await reply if inspect.isawaitable(reply) else reply
+
+    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(side_effect=answer)
+
+
+async def ten_samples(client: AsyncGettyAI) -> None:
+    """Create gen-0000 to gen-0009: the first samples of their kind, nothing learned yet."""
+    for i in range(10):
+        await client.generations.create(f"sample {i}", wait=False)
+
+
+def still_pending(gen_id: str) -> httpx.Response:
+    return httpx.Response(202, json=pending(gen_id))
+
+
+async def test_a_generation_waiting_for_samples_that_never_teach_is_still_polled(
+    router: respx.MockRouter, make_client: ClientFactory
+) -> None:
     polls: dict[str, int] = {}
     done_after: dict[str, float] = {}
 
-    def poll(request: httpx.Request) -> httpx.Response:
-        gen_id = request.url.path.rsplit("/", 1)[1]
+    def poll(gen_id: str) -> httpx.Response:
         polls[gen_id] = polls.get(gen_id, 0) + 1
         if anyio.current_time() >= done_after.get(gen_id, math.inf):
             return httpx.Response(200, json=finished(gen_id))
-        return httpx.Response(202, json=pending(gen_id))  # the first ten never finish
+        return still_pending(gen_id)  # the first ten never finish
 
-    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(side_effect=poll)
+    numbered_generations(router, poll)
     client = make_client(poll_interval=0.005, max_pending=20)
-    for i in range(10):
-        await client.generations.create(f"sample {i}", wait=False)
+    await ten_samples(client)
     done_after["gen-0010"] = anyio.current_time() + 0.2
     with anyio.fail_after(5):
         generation = await client.generations.create("the eleventh")
     assert generation.generation_request_id == "gen-0010"
     # Nothing learned: it was polled all the same, but not every 5 ms (40 polls) as the
-    # samples were: after 10 ms, then each time its age doubled.
+    # samples were: after 20 ms, then each time its age doubled.
     assert 2 <= polls["gen-0010"] <= 10
 
 
@@ -156,31 +179,25 @@ async def test_a_generation_waiting_for_samples_has_one_poll_out_at_most(
 ) -> None:
     # The samples teach while the waiting one's first poll is still out (a slow reply):
     # re-aiming it then must not send a second poll beside that one.
-    ids = iter(f"gen-{i:04d}" for i in range(100))
-    router.post(url(POST_PATH)).mock(
-        side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
-    )
     started = anyio.current_time()
     out: dict[str, int] = {}
     most: dict[str, int] = {}
 
-    async def poll(request: httpx.Request) -> httpx.Response:
-        gen_id = request.url.path.rsplit("/", 1)[1]
+    async def poll(gen_id: str) -> httpx.Response:
         out[gen_id] = out.get(gen_id, 0) + 1
         most[gen_id] = max(most.get(gen_id, 0), out[gen_id])
         try:
             if gen_id == "gen-0010":
                 await anyio.sleep(0.3)
             if anyio.current_time() - started < 0.1:
-                return httpx.Response(202, json=pending(gen_id))
+                return still_pending(gen_id)
             return httpx.Response(200, json=finished(gen_id))
         finally:
             out[gen_id] -= 1
 
-    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(side_effect=poll)
+    numbered_generations(router, poll)
     client = make_client(poll_interval=0.01, max_pending=20)
-    for i in range(10):
-        await client.generations.create(f"sample {i}", wait=False)
+    await ten_samples(client)
     with anyio.fail_after(5):
         await client.generations.create("the eleventh")
     assert most["gen-0010"] == 1
@@ -189,46 +206,30 @@ async def test_a_generation_waiting_for_samples_has_one_poll_out_at_most(
 async def test_waiting_for_samples_never_holds_a_lease_past_its_timeout(
     router: respx.MockRouter, make_client: ClientFactory
 ) -> None:
-    ids = iter(f"gen-{i:04d}" for i in range(100))
-    router.post(url(POST_PATH)).mock(
-        side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
-    )
-    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(
-        side_effect=lambda request: httpx.Response(
-            202, json=pending(request.url.path.rsplit("/", 1)[1])
-        )
-    )  # nothing ever finishes: no sample teaches
-    client = make_client(poll_interval=0.02, max_pending=20, lease_timeout=0.5)
-    for i in range(10):
-        await client.generations.create(f"sample {i}", wait=False)
+    numbered_generations(router, still_pending)  # nothing ever finishes: no sample teaches
+    client = make_client(poll_interval=0.02, max_pending=20, lease_timeout=0.35)
+    await ten_samples(client)
     await client.generations.create("waits for the samples", wait=False)
     accepted = anyio.current_time()
     with anyio.fail_after(5):
         while client.limiter.in_use:  # noqa: ASYNC110 - a count, no event
             await anyio.sleep(0.005)
     # Its polls came at ages 0.08, 0.16, 0.32 s; the next doubling (0.64 s) would have
-    # held the lease past its 0.5 s.
-    assert anyio.current_time() - accepted < 0.5 + 0.1
+    # held the lease almost twice its 0.35 s.
+    assert anyio.current_time() - accepted < 0.5
 
 
 async def test_a_shorter_interval_asked_for_re_times_a_generation_waiting_for_samples(
     router: respx.MockRouter, make_client: ClientFactory
 ) -> None:
-    ids = iter(f"gen-{i:04d}" for i in range(100))
-    router.post(url(POST_PATH)).mock(
-        side_effect=lambda request: httpx.Response(202, json=pending(next(ids)))
-    )
-
-    def poll(request: httpx.Request) -> httpx.Response:
-        gen_id = request.url.path.rsplit("/", 1)[1]
+    def poll(gen_id: str) -> httpx.Response:
         if gen_id == "gen-0010":
             return httpx.Response(200, json=finished(gen_id))
-        return httpx.Response(202, json=pending(gen_id))  # the samples never finish
+        return still_pending(gen_id)  # the samples never finish
 
-    router.get(url__regex=rf"{API}/v3/ai/image-generations/gen-\d+").mock(side_effect=poll)
+    numbered_generations(router, poll)
     client = make_client(poll_interval=0.2, max_pending=20)
-    for i in range(10):
-        await client.generations.create(f"sample {i}", wait=False)
+    await ten_samples(client)
     started = anyio.current_time()
     fast = client.with_options(poll_interval=0.005)
     with anyio.fail_after(5):
