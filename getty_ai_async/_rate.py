@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import anyio
 
 __all__ = ["RateBudget"]
@@ -19,7 +21,7 @@ class RateBudget:
     """
 
     def __init__(self, rate: float, *, burst: int = 1) -> None:
-        if rate <= 0:
+        if not 0 < rate < math.inf:
             raise ValueError(f"max_requests_per_second must be > 0, got {rate!r}")
         self.rate = rate
         self.current_rate = rate

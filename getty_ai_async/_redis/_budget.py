@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import anyio
@@ -30,14 +29,13 @@ class RedisRateBudget:
     """
 
     def __init__(self, limiter: RedisLimiter, rate: float, *, burst: int = 1) -> None:
-        if not rate > 0 or math.isinf(rate):
-            raise ValueError(f"max_requests_per_second must be > 0, got {rate!r}")
+        # What paces this worker while Redis is away; it also checks `rate`.
+        self._local = RateBudget(rate, burst=burst)
         self.rate = rate
         self._limiter = limiter
         self._burst = max(1, burst)
         self._throttles = 0
         self.throttle_count = 0
-        self._local = RateBudget(rate, burst=burst)
         self._alone = False
 
     async def acquire(self) -> None:
