@@ -22,7 +22,7 @@ class RateBudget:
 
     def __init__(self, rate: float, *, burst: int = 1) -> None:
         if not 0 < rate < math.inf:
-            raise ValueError(f"max_requests_per_second must be > 0, got {rate!r}")
+            raise ValueError(f"max_requests_per_second must be a positive number, got {rate!r}")
         self.rate = rate
         self.current_rate = rate
         self._burst = max(1, burst)

@@ -183,6 +183,17 @@ local function accepted(lease_epoch)
   end
 end
 
+-- One more completion without a refusal; after `enough`, one above `current` at `step`.
+local function clean_run(current, enough, step)
+  local clean = num('clean', 0) + 1
+  if clean >= enough then
+    redis.call('HSET', STATE, 'clean', 0, 'step', step)
+    set_limit(current + 1)
+  else
+    redis.call('HSET', STATE, 'clean', clean)
+  end
+end
+
 local function finished()
   if FIXED > 0 then return end
   local current = limit()
@@ -190,24 +201,10 @@ local function finished()
   if not ceiling or 2 * (used() + 1) < current then return end
   local filled = redis.call('ZCARD', PENDING) + 1 >= current - math.floor(current / 4)
   if current > ceiling then
-    if num('step', 1) == 1 and filled then
-      local clean = num('clean', 0) + 1
-      if 4 * clean >= current then
-        redis.call('HSET', STATE, 'clean', 0, 'step', 2)
-        set_limit(current + 1)
-      else
-        redis.call('HSET', STATE, 'clean', clean)
-      end
-    end
+    if num('step', 1) == 1 and filled then clean_run(current, current / 4, 2) end
     return
   end
-  local clean = num('clean', 0) + 1
-  if clean >= num('wait', PROBE_MIN) * current then
-    redis.call('HSET', STATE, 'clean', 0, 'step', 1)
-    set_limit(current + 1)
-  else
-    redis.call('HSET', STATE, 'clean', clean)
-  end
+  clean_run(current, num('wait', PROBE_MIN) * current, 1)
 end
 
 local function refused(lease_epoch)
