@@ -30,7 +30,7 @@ import re
 import secrets
 import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
@@ -156,6 +156,7 @@ class _Reply(NamedTuple):
     ceiling: int
     fresh: int
     fixed: int
+    head: int
     fixed_by: str
     extra: list[str]
 
@@ -177,6 +178,30 @@ class _Waiter:
         if self.epoch is None and self.error is None:
             self.error = error
             self.event.set()
+
+
+class _Batch:
+    """Lease operations that go to Redis in one call (the `batch` script)."""
+
+    __slots__ = ("error", "operations", "sent")
+
+    def __init__(self) -> None:
+        self.operations: list[str] = []
+        self.sent = anyio.Event()
+        self.error: BaseException | None = None
+
+
+# Each operation of a batch: its letter, then this many fields (see the `batch` script).
+_FIELDS = {"a": 1, "c": 1, "b": 3, "d": 1, "x": 3, "r": 3, "h": 4}
+
+
+def _operations(flat: list[str]) -> Iterator[tuple[str, list[str]]]:
+    at = 0
+    while at < len(flat):
+        kind = flat[at]
+        count = _FIELDS[kind]
+        yield kind, flat[at + 1 : at + 1 + count]
+        at += count + 1
 
 
 def _text(value: Any) -> str:
@@ -308,6 +333,8 @@ class RedisLimiter:
             limit=self._fixed or AUTO_START, in_use=0, bound=0, waiting=0
         )
         self._ceiling = 0
+        self._epoch = 0  # the account's auto-limit epoch as last seen
+        self._first_in_line = False  # nobody waits, or our waiter is first (last seen)
         self._scripts: dict[str, Any] = {}
         self._listener: BackgroundTask | None = None
         self._subscribed: anyio.Event | None = None  # made on the event loop, in `_ensure`
@@ -315,6 +342,9 @@ class RedisLimiter:
         self._connected = False
         self._connecting: anyio.Lock | None = None
         self._outage_since: float | None = None
+        self._batch = _Batch()
+        self._sending = False  # a task sends batches until none is left
+        self._sender: BackgroundTask | None = None
         self._needs_sync = False
         self._synced_at: float | None = None
         self._seen_state = False
@@ -388,11 +418,15 @@ class RedisLimiter:
         adopts them (resuming its journal).
         """
         self._leaving = True
-        for task in (self._keeper, self._listener):
+        if self._sender is not None:
+            # Releases on their way still reach Redis, briefly, even when cancelled.
+            with anyio.move_on_after(_CANCEL_WITHIN, shield=True):
+                await self._sender.wait()
+        for task in (self._sender, self._keeper, self._listener):
             if task is not None:
                 task.cancel()
                 await task.wait()
-        self._keeper = self._listener = None
+        self._sender = self._keeper = self._listener = None
         closed = RuntimeError("the RedisLimiter was closed")
         for waiter in self._waiters.values():
             waiter.fail(closed)
@@ -425,12 +459,9 @@ class RedisLimiter:
         token = f"{self.worker}:{next(self._tokens)}"
         waiter = self._waiters[token] = _Waiter()
         try:
-            reply = await self._call("acquire", token, wait=True)
-            if reply is not None and reply.flag:
-                waiter.grant(reply.epoch)
-            if waiter.epoch is None:
-                self._start_keeper()  # re-checks, and keeps the waiter alive in Redis
-                await waiter.event.wait()
+            self._start_keeper()  # re-checks, and keeps the waiter alive in Redis
+            self._queue("a", token)
+            await waiter.event.wait()
             if waiter.error is not None:
                 raise waiter.error
         except BaseException:
@@ -438,7 +469,7 @@ class RedisLimiter:
             # Briefly, even when cancelled: a Redis that hangs would hold the caller for
             # the whole socket timeout, and a place not cancelled expires by itself.
             with anyio.move_on_after(_CANCEL_WITHIN, shield=True):
-                await self._call("cancel", token, wait=False)
+                await self._send("c", token)
             raise
         del self._waiters[token]
         lease = Lease(anyio.current_time() + self._claim_ttl, token)
@@ -453,7 +484,7 @@ class RedisLimiter:
         lease = Lease(anyio.current_time() + self._lease_ttl)
         lease.generation_request_id = generation_request_id
         self._bound[generation_request_id] = lease
-        await self._call("adopt", generation_request_id, wait=False)
+        await self._send("d", generation_request_id)
         return lease
 
     async def bind(self, lease: Lease, generation_request_id: str) -> None:
@@ -463,15 +494,14 @@ class RedisLimiter:
         lease.generation_request_id = generation_request_id
         lease.expires_at = anyio.current_time() + self._lease_ttl
         self._bound[generation_request_id] = lease
-        await self._call("bind", lease.token, generation_request_id, lease.epoch, wait=False)
+        await self._send("b", lease.token, generation_request_id, str(lease.epoch))
 
     async def refused(self, lease: Lease, *, pending_cap: bool) -> None:
         if lease.released:
             return
         lease.released = True
         self._claims.pop(lease.token, None)
-        flag = "1" if pending_cap else "0"
-        await self._call("refused", lease.token, flag, str(lease.epoch), wait=False)
+        await self._send("x", lease.token, "1" if pending_cap else "0", str(lease.epoch))
 
     async def release(self, lease: Lease, *, finished: bool) -> None:
         if lease.released:
@@ -480,16 +510,35 @@ class RedisLimiter:
         generation_request_id = lease.generation_request_id
         if generation_request_id is None:
             self._claims.pop(lease.token, None)
-            await self._call("release", lease.token, "", "0", wait=False)
+            await self._send("r", lease.token, "", "0")
             return
         if self._bound.get(generation_request_id) is lease:
             del self._bound[generation_request_id]
         flag = "1" if finished else "0"
-        reply = await self._call("release", lease.token, generation_request_id, flag, wait=False)
-        if reply is None:
-            # Redis is away: tell it later; meanwhile room for a refused submit of ours.
-            self._released.add(generation_request_id)
-            self._room.wake(1)
+        heir = self._heir()
+        if heir is None:
+            await self._send("r", lease.token, generation_request_id, flag)
+            return
+        token, waiter = heir
+        waiter.grant(self._epoch)
+        await self._send("h", lease.token, generation_request_id, flag, token)
+
+    def _heir(self) -> tuple[str, _Waiter] | None:
+        """The waiter of ours a slot we free goes to at once, without waiting for Redis.
+
+        Only while ours would be served first anyway (as of our last call, nobody waited
+        or the first in the account's queue was ours), the account was within its cap,
+        and Redis is reachable. The generation's slot passes to the waiter: the count
+        Redis keeps does not change, so no cap is crossed.
+        """
+        if self._outage_since is not None or self._leaving or not self._first_in_line:
+            return None
+        if self._stats.in_use > self._stats.limit:
+            return None
+        for token, waiter in self._waiters.items():
+            if waiter.epoch is None and waiter.error is None:
+                return token, waiter
+        return None
 
     async def refresh(self, leases: Sequence[Lease]) -> None:
         ids = [
@@ -620,49 +669,90 @@ class RedisLimiter:
             keys = [self._namespace + "qps"]
             return await self._scripts[name](keys=keys, args=list(args), client=client)
         seed_limit = self._stats.limit if self.adaptive else self._fixed
-        common = [
-            self._fixed,
-            int(self._lease_ttl * 1000),
-            int(self._claim_ttl * 1000),
-            seed_limit,
-            self._ceiling,
-            AUTO_MAX,
-            PROBE_MIN,
-            PROBE_MAX,
-            self._namespace,
-            int(self._waiter_ttl * 1000),
-            "" if self._leaving else self.worker,
-        ]
+        settings = (
+            f"{self._fixed} {int(self._lease_ttl * 1000)} {int(self._claim_ttl * 1000)} "
+            f"{seed_limit} {self._ceiling} {AUTO_MAX} {PROBE_MIN} {PROBE_MAX} "
+            f"{self._namespace} {int(self._waiter_ttl * 1000)} "
+            f"{'' if self._leaving else self.worker}"
+        )
         if name != "stats" and not self._leaving:
             self._joined = True
-        return await self._scripts[name](keys=self._keys, args=[*common, *args], client=client)
+        return await self._scripts[name](keys=self._keys, args=[settings, *args], client=client)
 
-    async def _call(self, name: str, *args: Any, wait: bool) -> _Reply | None:
-        """`_eval`, riding out a lost Redis: with `wait`, retry until `max_outage`;
-        without, give up at once (None) and leave it to the next sync."""
-        delay = _BACKOFF_FIRST
-        while True:
-            try:
-                raw = await self._eval(name, *args)
-            except self._connection_errors() as exc:
-                self._lost(exc)
-                if not wait:
-                    return None
-                since = anyio.current_time() - (self._outage_since or anyio.current_time())
-                if since >= self.max_outage:
-                    raise self._unavailable(exc, since=since) from None
-                await anyio.sleep(min(delay, max(self.max_outage - since, 0.0)))
-                delay = min(delay * 2, _BACKOFF_MAX)
-                continue
-            self._back()
-            reply = self._apply(raw)
-            self._on_granted(reply)
-            return reply
+    def _queue(self, *operation: str) -> _Batch:
+        """Add a lease operation to the next batch, and see that a batch goes out.
 
-    def _apply(self, raw: list[Any]) -> _Reply:
-        flag, epoch, limit, in_use, bound, waiting, refused, expired, ceiling, fresh, fixed = (
-            int(value) for value in raw[:11]
-        )
+        One call to Redis at a time carries every operation queued while the one before it
+        was under way: a generation's acquire, bind and release cost three round trips
+        when it runs alone, and a share of one when many run together.
+        """
+        batch = self._batch
+        batch.operations.extend(operation)
+        if not self._sending:
+            self._sending = True
+            self._sender = spawn(self._send_batches, name="getty-ai redis batches")
+        return batch
+
+    async def _send(self, *operation: str) -> None:
+        """`_queue`, then wait until Redis has it (or is found away: kept for later)."""
+        batch = self._queue(*operation)
+        await batch.sent.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    async def _send_batches(self) -> None:
+        try:
+            while self._batch.operations:
+                batch, self._batch = self._batch, _Batch()
+                try:
+                    raw = await self._eval("batch", *batch.operations)
+                except self._connection_errors() as exc:
+                    self._lost(exc)
+                    self._keep_for_later(batch.operations)
+                except Exception as exc:
+                    # Not an outage (a script error, a full Redis...): every caller sees it.
+                    batch.error = exc
+                    for kind, fields in _operations(batch.operations):
+                        waiter = self._waiters.get(fields[0]) if kind == "a" else None
+                        if waiter is not None:
+                            waiter.fail(exc)
+                else:
+                    self._back()
+                    self._on_granted(self._apply(raw))
+                finally:
+                    batch.sent.set()
+        finally:
+            self._sending = False
+            if self._batch.operations:  # cancelled (closing) with some still to send
+                self._batch.sent.set()
+
+    def _keep_for_later(self, operations: list[str]) -> None:
+        """Redis is away: what a lost batch said is said again once it is back.
+
+        The keeper's full sync re-registers waiters, claims and bound generations; only
+        releases need remembering, and each frees room for a refused submit of ours.
+        """
+        for kind, fields in _operations(operations):
+            if kind in ("r", "h") and fields[1]:
+                self._released.add(fields[1])
+                self._room.wake(1)
+
+    def _apply(self, raw: bytes | str) -> _Reply:
+        fields = _text(raw).split(" ")
+        (
+            flag,
+            epoch,
+            limit,
+            in_use,
+            bound,
+            waiting,
+            refused,
+            expired,
+            ceiling,
+            fresh,
+            fixed,
+            head,
+        ) = (int(value) for value in fields[:12])
         reply = _Reply(
             flag,
             epoch,
@@ -675,8 +765,9 @@ class RedisLimiter:
             ceiling,
             fresh,
             fixed,
-            _text(raw[11]),
-            [_text(value) for value in raw[12:]],
+            head,
+            fields[12],
+            fields[13:],
         )
         if fixed != self._shared_fixed and not self._leaving:
             self._tell_cap(reply)
@@ -689,6 +780,8 @@ class RedisLimiter:
             expired=reply.expired,
         )
         self._ceiling = reply.ceiling
+        self._epoch = reply.epoch
+        self._first_in_line = bool(reply.head)
         if reply.fresh and self._seen_state and (self._bound or self._claims or self._waiters):
             # Redis lost the account's state (restarted empty): say again what we hold.
             self._needs_sync = True
@@ -812,7 +905,7 @@ class RedisLimiter:
         """A full sync re-added what it was sent; whatever ended meanwhile goes again."""
         for token in [*waiters, *claims]:
             if token not in self._waiters and token not in self._claims:
-                await self._call("cancel", token, wait=False)
+                await self._send("c", token)
         self._released.update(id_ for id_ in bound if id_ not in self._bound)
 
     async def _listen(self) -> None:

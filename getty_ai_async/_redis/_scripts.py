@@ -35,17 +35,21 @@ __all__ = ["QPS", "SCRIPTS"]
 _PRELUDE = """
 local LEASES, PENDING, QUEUE, WAITERS, STATE = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local WORKERS, CAPS = KEYS[6], KEYS[7]
-local MINE = tonumber(ARGV[1])
-local LEASE_TTL = tonumber(ARGV[2])
-local CLAIM_TTL = tonumber(ARGV[3])
-local SEED_LIMIT = tonumber(ARGV[4])
-local SEED_CEILING = tonumber(ARGV[5])
-local MAX = tonumber(ARGV[6])
-local PROBE_MIN = tonumber(ARGV[7])
-local PROBE_MAX = tonumber(ARGV[8])
-local CHANNEL = ARGV[9]
-local WAITER_TTL = tonumber(ARGV[10])
-local WORKER = ARGV[11]
+-- ARGV[1]: the worker's settings in one space-separated string (one argument to encode
+-- instead of eleven: each costs the client CPU on every call).
+local SETTINGS = {}
+for field in string.gmatch(ARGV[1], '[^ ]+') do SETTINGS[#SETTINGS + 1] = field end
+local MINE = tonumber(SETTINGS[1])
+local LEASE_TTL = tonumber(SETTINGS[2])
+local CLAIM_TTL = tonumber(SETTINGS[3])
+local SEED_LIMIT = tonumber(SETTINGS[4])
+local SEED_CEILING = tonumber(SETTINGS[5])
+local MAX = tonumber(SETTINGS[6])
+local PROBE_MIN = tonumber(SETTINGS[7])
+local PROBE_MAX = tonumber(SETTINGS[8])
+local CHANNEL = SETTINGS[9]
+local WAITER_TTL = tonumber(SETTINGS[10])
+local WORKER = SETTINGS[11] or ''
 local clock = redis.call('TIME')
 local NOW = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local FRESH = 0
@@ -228,100 +232,96 @@ local function refused(lease_epoch)
 end
 
 local function reply(flag, extra)
+  -- Whether a slot the calling worker frees may go to its own waiter at once: nobody
+  -- waits, or the first in line is its own.
+  local head, first = 1, redis.call('ZRANGE', QUEUE, 0, 0)[1]
+  if first and worker_of(first) ~= WORKER then head = 0 end
   local result = {flag, num('epoch', 0), limit(), used(), redis.call('ZCARD', PENDING),
     redis.call('ZCARD', QUEUE), num('refused', 0), num('expired', 0), num('ceiling', 0), FRESH,
-    FIXED, FIXED_BY}
+    FIXED, head, FIXED_BY}
   if extra then
     for _, value in ipairs(extra) do table.insert(result, value) end
   end
   for _, waiter in ipairs(GRANTED) do table.insert(result, waiter) end
-  return result
+  -- One string, not an array: a reply of one bulk string is far cheaper to parse.
+  return table.concat(result, ' ')
 end
 """
 
-# ARGV[12]: the waiter's token. Granted at once if there is room and nobody waits before
-# it; otherwise queued (or kept alive in the queue) and granted when its turn comes.
-_ACQUIRE = """
+# The lease operations a worker queued while its previous call was under way, in the
+# order they were made: ARGV[2...] is a run of operations, each a letter and its fields:
+#   a TOKEN            a waiter: queued (kept alive if it is), granted when its turn comes
+#   c TOKEN            a waiter that gave up: out of the queue, its lease back if it had one
+#   b TOKEN ID EPOCH   the service accepted the lease's generation ID: bound to it
+#   d ID               a generation already pending (resumed): counted once, whoever held it
+#   x TOKEN FLAG EPOCH a refused submit ('1': a 429 of the pending cap) frees its lease
+#   r TOKEN ID FLAG    released (ID '' if never bound; '1': the service said it finished)
+#   h TOKEN ID FLAG HEIR  released as `r`, its slot handed to HEIR, a waiter of the same
+#                      worker that took it at once (nobody else waited): the count holds
+_BATCH = """
 setup()
 purge()
 grant()
-local waiter = ARGV[12]
-if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
-if not redis.call('ZSCORE', QUEUE, waiter) then
-  if redis.call('ZCARD', QUEUE) == 0 and used() < limit() then
-    redis.call('ZADD', LEASES, NOW + CLAIM_TTL, waiter)
-    return reply(1)
-  end
-  redis.call('ZADD', QUEUE, redis.call('HINCRBY', STATE, 'ticket', 1), waiter)
-end
-redis.call('ZADD', WAITERS, NOW + WAITER_TTL, waiter)
-grant()
-if redis.call('ZSCORE', LEASES, waiter) then return reply(1) end
-return reply(0)
-"""
-
-# ARGV[12]: a waiter that gave up: out of the queue, and its lease back if it had one.
-_CANCEL = """
-setup()
-purge()
-redis.call('ZREM', QUEUE, ARGV[12])
-redis.call('ZREM', WAITERS, ARGV[12])
-local removed = redis.call('ZREM', LEASES, ARGV[12])
-grant()
-return reply(removed)
-"""
-
-# ARGV[12]: lease token, ARGV[13]: the generation id the service accepted, ARGV[14]: the
-# lease's epoch.
-_BIND = """
-setup()
-purge()
-redis.call('ZREM', LEASES, ARGV[12])
-redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[13])
-accepted(tonumber(ARGV[14]))
-grant()
-return reply(1)
-"""
-
-# ARGV[12]: a generation already pending (resumed): counted once, whoever held it.
-_ADOPT = """
-setup()
-purge()
-redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[12])
-return reply(1)
-"""
-
-# ARGV[12]: lease token, ARGV[13]: '1' for a 429 of the pending cap, ARGV[14]: its epoch.
-_REFUSED = """
-setup()
-purge()
-redis.call('ZREM', LEASES, ARGV[12])
-if ARGV[13] == '1' then
-  redis.call('HINCRBY', STATE, 'refused', 1)
-  refused(tonumber(ARGV[14]))
-end
-grant()
-return reply(1)
-"""
-
-# ARGV[12]: lease token, ARGV[13]: its generation id ('' if unbound), ARGV[14]: '1' when
-# the service reported the generation finished.
-_RELEASE = """
-setup()
-purge()
-local removed = redis.call('ZREM', LEASES, ARGV[12])
-if ARGV[13] ~= '' then
-  removed = redis.call('ZREM', PENDING, ARGV[13])
-  if removed == 1 then
-    if ARGV[14] == '1' then finished() end
-    redis.call('PUBLISH', CHANNEL .. 'room', '1')
+local at, room, asked = 2, 0, {}
+while at <= #ARGV do
+  local op, token = ARGV[at], ARGV[at + 1]
+  if op == 'a' then
+    if not redis.call('ZSCORE', LEASES, token) then
+      if not redis.call('ZSCORE', QUEUE, token) then
+        redis.call('ZADD', QUEUE, redis.call('HINCRBY', STATE, 'ticket', 1), token)
+      end
+      redis.call('ZADD', WAITERS, NOW + WAITER_TTL, token)
+    end
+    table.insert(asked, token)
+    at = at + 2
+  elseif op == 'c' then
+    redis.call('ZREM', QUEUE, token)
+    redis.call('ZREM', WAITERS, token)
+    redis.call('ZREM', LEASES, token)
+    at = at + 2
+  elseif op == 'b' then
+    redis.call('ZREM', LEASES, token)
+    redis.call('ZADD', PENDING, NOW + LEASE_TTL, ARGV[at + 2])
+    accepted(tonumber(ARGV[at + 3]))
+    at = at + 4
+  elseif op == 'd' then
+    redis.call('ZADD', PENDING, NOW + LEASE_TTL, token)
+    at = at + 2
+  elseif op == 'x' then
+    redis.call('ZREM', LEASES, token)
+    if ARGV[at + 2] == '1' then
+      redis.call('HINCRBY', STATE, 'refused', 1)
+      refused(tonumber(ARGV[at + 3]))
+    end
+    at = at + 4
+  elseif op == 'r' then
+    redis.call('ZREM', LEASES, token)
+    if ARGV[at + 2] ~= '' and redis.call('ZREM', PENDING, ARGV[at + 2]) == 1 then
+      if ARGV[at + 3] == '1' then finished() end
+      room = room + 1
+    end
+    at = at + 4
+  elseif op == 'h' then
+    redis.call('ZREM', LEASES, token)
+    if redis.call('ZREM', PENDING, ARGV[at + 2]) == 1 and ARGV[at + 3] == '1' then finished() end
+    local heir = ARGV[at + 4]
+    redis.call('ZREM', QUEUE, heir)
+    redis.call('ZREM', WAITERS, heir)
+    -- Its worker holds it now, whatever this call found: Redis counts what is held.
+    redis.call('ZADD', LEASES, NOW + CLAIM_TTL, heir)
+    at = at + 5
+  else
+    return redis.error_reply('unknown lease operation ' .. tostring(op))
   end
 end
+if room > 0 then redis.call('PUBLISH', CHANNEL .. 'room', tostring(room)) end
 grant()
-return reply(removed)
+-- The worker that asked is alive: a lease it was granted lasts a claim's TTL.
+for _, token in ipairs(asked) do redis.call('ZADD', LEASES, 'XX', NOW + CLAIM_TTL, token) end
+return reply(1)
 """
 
-# One round trip for everything a worker holds. ARGV[12]: '1' for a full sync (after
+# One round trip for everything a worker holds. ARGV[2]: '1' for a full sync (after
 # Redis was lost: re-add what it no longer has), '0' for a heartbeat (only extend what it
 # has: anything else was released meanwhile). Then four counted lists: waiters to keep
 # in the queue, unbound lease tokens and bound generation ids to keep alive, and
@@ -330,8 +330,8 @@ return reply(removed)
 _SYNC = """
 setup()
 purge()
-local full = ARGV[12] == '1'
-local at = 13
+local full = ARGV[2] == '1'
+local at = 3
 local function take()
   local count = tonumber(ARGV[at])
   local items = {}
@@ -368,11 +368,11 @@ end
 return reply(1, granted)
 """
 
-# ARGV[12]: a worker closing: its max_pending no longer counts (a higher cap may free
+# ARGV[2]: a worker closing: its max_pending no longer counts (a higher cap may free
 # slots).
 _LEAVE = """
-redis.call('ZREM', WORKERS, ARGV[12])
-redis.call('HDEL', CAPS, ARGV[12])
+redis.call('ZREM', WORKERS, ARGV[2])
+redis.call('HDEL', CAPS, ARGV[2])
 setup()
 purge()
 grant()
@@ -407,12 +407,7 @@ return result
 SCRIPTS = {
     name: _PRELUDE + body
     for name, body in {
-        "acquire": _ACQUIRE,
-        "cancel": _CANCEL,
-        "bind": _BIND,
-        "adopt": _ADOPT,
-        "refused": _REFUSED,
-        "release": _RELEASE,
+        "batch": _BATCH,
         "sync": _SYNC,
         "leave": _LEAVE,
         "stats": _STATS,

@@ -64,4 +64,4 @@ async def scale_out() -> None:
         try:
             await client.generate("a fox")
         except errors.LimiterUnavailableError as error:
-            print(error, statistics.limit, state.ceiling, limiter.round_trips["acquire"])
+            print(error, statistics.limit, state.ceiling, limiter.round_trips["batch"])
