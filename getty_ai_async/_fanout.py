@@ -459,7 +459,7 @@ class _Engine:
             while self._journal_failed is None and self._limiter_failed is None:
                 # An outcome the consumer has not taken yet counts like a generation in
                 # flight: a consumer that falls behind stops new submissions.
-                while self._open >= min(limiter.statistics().limit for limiter in self.limiters):
+                while self._open >= self._room_for():
                     await self._changed.wait()
                 try:
                     raw = await self._next_input()
@@ -474,6 +474,17 @@ class _Engine:
                 await self._take(raw, group)
         self._input_done = not self._stopping
         self._notify()
+
+    def _room_for(self) -> int:
+        """How many inputs may be open: the limit, plus a few waiting for a lease so that
+        a slot freed goes straight to the next submission, not after the consumer took
+        the result that freed it. Outcomes the consumer has not taken yet use up those
+        few first: a consumer that falls behind still stops new submissions."""
+        limit = min(limiter.statistics().limit for limiter in self.limiters)
+        untaken = len(self._arrivals)
+        if self._receive is not None:
+            untaken += self._receive.statistics().current_buffer_used
+        return limit + max(0, max(1, limit // 8) - untaken)
 
     async def _next_input(self) -> object:
         """The next input, or `_END`."""

@@ -343,6 +343,7 @@ class RedisLimiter:
         self._connecting: anyio.Lock | None = None
         self._outage_since: float | None = None
         self._batch = _Batch()
+        self._in_flight: _Batch | None = None
         self._sending = False  # a task sends batches until none is left
         self._sender: BackgroundTask | None = None
         self._needs_sync = False
@@ -372,6 +373,7 @@ class RedisLimiter:
     async def account_limits(self) -> AccountLimits:
         """The account's state, read from Redis now (for ``getty-ai limits``)."""
         await self._ensure()
+        await self._drain()  # what this worker did so far shows
         raw = await self._eval("stats")
         mode, limit, ceiling, claims, bound, waiting, workers, refused, expired, _ = raw[:10]
         mode = _text(mode)
@@ -693,6 +695,12 @@ class RedisLimiter:
             self._sender = spawn(self._send_batches, name="getty-ai redis batches")
         return batch
 
+    async def _drain(self) -> None:
+        """Until Redis has every lease operation queued so far."""
+        last = self._batch if self._batch.operations else self._in_flight
+        if last is not None:
+            await last.sent.wait()
+
     async def _send(self, *operation: str) -> None:
         """`_queue`, then wait until Redis has it (or is found away: kept for later)."""
         batch = self._queue(*operation)
@@ -704,6 +712,7 @@ class RedisLimiter:
         try:
             while self._batch.operations:
                 batch, self._batch = self._batch, _Batch()
+                self._in_flight = batch
                 try:
                     raw = await self._eval("batch", *batch.operations)
                 except self._connection_errors() as exc:
@@ -720,6 +729,7 @@ class RedisLimiter:
                     self._back()
                     self._on_granted(self._apply(raw))
                 finally:
+                    self._in_flight = None
                     batch.sent.set()
         finally:
             self._sending = False

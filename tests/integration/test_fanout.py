@@ -255,6 +255,23 @@ async def test_slow_consumer_pauses_submissions() -> None:
         await run.aclose()
 
 
+async def test_a_submission_waits_for_a_lease_ahead_while_the_consumer_keeps_up() -> None:
+    # So a slot freed goes straight to it, not after the consumer took the result that
+    # freed it (through Redis, that saves a round trip per generation).
+    read: list[int] = []
+
+    def counted(n: int) -> Iterator[str]:
+        for i in range(n):
+            read.append(i)
+            yield f"prompt {i}"
+
+    client = sandbox_client(max_pending=16, pending_limit=16, pending_seconds=10.0)
+    async with client, client.generate_many(counted(40)):
+        await anyio.sleep(0.2)
+        assert len(read) == 16 + 2  # the cap, and an eighth of it waiting
+        assert sim(client).stats.submissions_attempted == 16
+
+
 async def test_polling_deadline_becomes_a_timeout_outcome() -> None:
     async with sandbox_client(pending_seconds=10.0) as client:
         outcomes = await collect(client.generate_many(prompts(3), timeout=0.05))

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -173,6 +174,144 @@ async def test_a_generation_costs_three_round_trips(workers: Workers) -> None:
         await limiter.bind(lease, f"gen-{number}")
         await limiter.release(lease, finished=True)
     assert sum(limiter.round_trips.values()) - before == 30
+
+
+async def test_lease_operations_made_together_go_to_redis_in_a_few_calls(
+    workers: Workers,
+) -> None:
+    limiter = workers(max_pending=8, recheck_interval=30)
+    await limiter.connect()
+    before = sum(limiter.round_trips.values())
+    leases: list[Lease] = []
+
+    async def take() -> None:
+        leases.append(await limiter.acquire())
+
+    async with anyio.create_task_group() as group:
+        for _ in range(8):
+            group.start_soon(take)
+    async with anyio.create_task_group() as group:
+        for number, lease in enumerate(leases):
+            group.start_soon(limiter.bind, lease, f"gen-{number}")
+    async with anyio.create_task_group() as group:
+        for lease in leases:
+            group.start_soon(partial(limiter.release, finished=True), lease)
+    limits = await limiter.account_limits()
+    assert (limits.in_use, limits.bound) == (0, 0)
+    # One call per group of operations made together (the stats read aside), not 24.
+    assert sum(limiter.round_trips.values()) - before - 1 <= 6
+
+
+class _SlowRedis:
+    """`_eval` patched: while `held` is set, every call waits for `released`."""
+
+    def __init__(self, limiter: RedisLimiter, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.real = limiter._eval
+        self.held = False
+        self.released = anyio.Event()
+        monkeypatch.setattr(limiter, "_eval", self._eval)
+
+    async def _eval(self, name: str, *args: Any) -> Any:
+        if self.held:
+            await self.released.wait()
+        return await self.real(name, *args)
+
+
+async def test_a_slot_freed_goes_to_our_waiter_at_once_when_it_is_first_in_line(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter, other = workers(max_pending=1), workers(max_pending=1)
+    held = await limiter.acquire()
+    await limiter.bind(held, "gen-1")
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+
+        async def take() -> None:
+            got.append(await limiter.acquire())
+
+        group.start_soon(take)
+        await until(lambda: limiter.statistics().waiting == 1)
+        slow = _SlowRedis(limiter, monkeypatch)
+        slow.held = True  # Redis slow from now on: the release does not come back
+        group.start_soon(partial(limiter.release, finished=True), held)
+        await until(lambda: bool(got))  # granted without waiting for Redis
+        slow.released.set()
+    limits = await other.account_limits()
+    assert (limits.in_use, limits.claims, limits.waiting) == (1, 1, 0), "the count held"
+
+
+async def test_a_slot_freed_goes_through_the_queue_when_another_workers_waiter_is_first(
+    workers: Workers,
+) -> None:
+    first, second = workers(max_pending=1), workers(max_pending=1)
+    held = await first.acquire()
+    await first.bind(held, "gen-1")
+    order: list[str] = []
+
+    async def take(name: str, limiter: RedisLimiter) -> None:
+        lease = await limiter.acquire()
+        order.append(name)
+        await limiter.release(lease, finished=False)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(take, "second's", second)
+        await until(lambda: second.statistics().waiting == 1)
+        group.start_soon(take, "first's", first)
+        await until(lambda: first.statistics().waiting == 2)
+        await first.release(held, finished=True)
+    assert order == ["second's", "first's"]
+
+
+async def test_a_batch_redis_refuses_fails_its_callers_and_waiters(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.exceptions
+
+    limiter = workers(max_pending=1)
+    await limiter.connect()
+
+    async def refusing(name: str, *args: Any) -> Any:
+        raise redis.exceptions.ResponseError("ERR something in the script")
+
+    monkeypatch.setattr(limiter, "_eval", refusing)
+    with anyio.fail_after(2), pytest.raises(redis.exceptions.ResponseError):
+        await limiter.acquire()
+    assert not limiter._waiters
+
+
+async def test_a_slot_passed_on_while_redis_goes_away_is_told_later(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.exceptions
+
+    limiter, other = workers(max_pending=1, max_outage=5), workers(max_pending=1)
+    held = await limiter.acquire()
+    await limiter.bind(held, "gen-1")
+    real_eval = limiter._eval
+    away = [False]
+
+    async def lost(name: str, *args: Any) -> Any:
+        if away[0]:
+            raise redis.exceptions.ConnectionError("Connection reset by peer")
+        return await real_eval(name, *args)
+
+    monkeypatch.setattr(limiter, "_eval", lost)
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+
+        async def take() -> None:
+            got.append(await limiter.acquire())
+
+        group.start_soon(take)
+        await until(lambda: limiter.statistics().waiting == 1)
+        away[0] = True
+        await limiter.release(held, finished=True)
+    assert got, "the waiter took the slot"
+    assert "gen-1" in limiter._released, "the release is kept to tell Redis later"
+    away[0] = False
+    await until(lambda: not limiter._released)
+    limits = await other.account_limits()
+    assert (limits.in_use, limits.bound, limits.claims) == (1, 0, 1)
 
 
 async def test_adopting_takes_over_a_dead_workers_lease_instead_of_counting_it_twice(
