@@ -1,15 +1,23 @@
 """`RedisLimiter`: one account's pending cap, QPS budget and learned ceiling, shared by
 every process and machine that works for it, through Redis.
 
-Each lease operation is one Lua script (`_scripts`), run atomically in Redis on its own
-clock. Per generation that costs three round trips (acquire, bind, release); keeping
-the bound leases alive costs one per refresh tick of the client's poller, for all of a
-worker's leases at once. A worker waits for a lease without polling: the script that
-frees a slot hands it to the head of the queue and publishes the grant on that worker's
-channel (pub/sub), with a timed re-check (`recheck_interval`) as a safety net, which
-also keeps the worker's waiters and its leases not yet bound alive: those of a worker
-that died expire within seconds, its bound leases within `lease_ttl` (unless a worker
-that resumes its journal adopts them first).
+Every decision is a Lua script (`_scripts`), run atomically in Redis on its own clock.
+Lease operations (acquire, bind, release...) go in batches: one call at a time carries
+every operation queued while the one before it was under way, so a generation costs at
+most three round trips (acquire, bind, release) when it runs alone and a share of one
+when many run together. Keeping the bound leases alive costs one call per refresh tick
+of the client's poller, for all of a worker's leases at once. A worker waits for a lease
+without polling: the script that frees a slot hands it to the head of the queue and
+publishes the grant on that worker's channel (pub/sub), with a timed re-check
+(`recheck_interval`) as a safety net, which also keeps the worker's waiters and its
+leases not yet bound alive: those of a worker that died expire within seconds, its bound
+leases within `lease_ttl` (unless a worker that resumes its journal adopts them first).
+
+A slot this worker frees while its own waiter was first in the account's queue (as of
+its last call) goes to that waiter at once, Redis told in the same batch: the count it
+keeps does not change. That is decided on the last reply, so one per reply at most: a
+cap lowered meanwhile (by another worker, or a refusal) is exceeded by one lease at most,
+for one round trip.
 
 If Redis goes away mid-run, bound leases stay with their generations (the client keeps
 polling them), releases are kept to send later, and new leases are waited for, retrying
@@ -162,12 +170,13 @@ class _Reply(NamedTuple):
 
 
 class _Waiter:
-    __slots__ = ("epoch", "error", "event")
+    __slots__ = ("epoch", "error", "event", "queued")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.epoch: int | None = None
         self.error: BaseException | None = None
+        self.queued = False  # a reply showed Redis has it in the account's queue
 
     def grant(self, epoch: int) -> None:
         if self.epoch is None and self.error is None:
@@ -335,6 +344,7 @@ class RedisLimiter:
         self._ceiling = 0
         self._epoch = 0  # the account's auto-limit epoch as last seen
         self._first_in_line = False  # nobody waits, or our waiter is first (last seen)
+        self._handed_over = False  # a slot was handed over on what the last reply said
         self._scripts: dict[str, Any] = {}
         self._listener: BackgroundTask | None = None
         self._subscribed: anyio.Event | None = None  # made on the event loop, in `_ensure`
@@ -344,6 +354,7 @@ class RedisLimiter:
         self._outage_since: float | None = None
         self._batch = _Batch()
         self._in_flight: _Batch | None = None
+        self._cut: _Batch | None = None  # the batch with our last refusal of the pending cap
         self._sending = False  # a task sends batches until none is left
         self._sender: BackgroundTask | None = None
         self._needs_sync = False
@@ -353,7 +364,7 @@ class RedisLimiter:
         self._leaving = False  # closed: calls still under way must not tell it again
         self._shared_fixed: int | None = None  # the account's fixed cap as last logged
         self.round_trips: Counter[str] = Counter()
-        """Redis calls made so far, by kind (acquire, bind, release, sync, qps...)."""
+        """Redis calls made so far, by kind (batch of lease operations, sync, qps...)."""
 
     # ----------------------------------------------------------------- reading
 
@@ -421,8 +432,9 @@ class RedisLimiter:
         """
         self._leaving = True
         if self._sender is not None:
-            # Releases on their way still reach Redis, briefly, even when cancelled.
-            with anyio.move_on_after(_CANCEL_WITHIN, shield=True):
+            # Releases on their way still reach Redis, even when cancelled: as long as
+            # one call may take (each caller waited that long for its own before).
+            with anyio.move_on_after(self._socket_timeout, shield=True):
                 await self._sender.wait()
         for task in (self._sender, self._keeper, self._listener):
             if task is not None:
@@ -503,7 +515,10 @@ class RedisLimiter:
             return
         lease.released = True
         self._claims.pop(lease.token, None)
-        await self._send("x", lease.token, "1" if pending_cap else "0", str(lease.epoch))
+        batch = self._queue("x", lease.token, "1" if pending_cap else "0", str(lease.epoch))
+        if pending_cap and self.adaptive:
+            self._cut = batch  # it may lower the limit: no hand-over until Redis applied it
+        await self._sent(batch)
 
     async def release(self, lease: Lease, *, finished: bool) -> None:
         if lease.released:
@@ -517,29 +532,41 @@ class RedisLimiter:
         if self._bound.get(generation_request_id) is lease:
             del self._bound[generation_request_id]
         flag = "1" if finished else "0"
-        heir = self._heir()
+        heir = self._heir(lease)
         if heir is None:
             await self._send("r", lease.token, generation_request_id, flag)
             return
         token, waiter = heir
+        self._handed_over = True
         waiter.grant(self._epoch)
         await self._send("h", lease.token, generation_request_id, flag, token)
 
-    def _heir(self) -> tuple[str, _Waiter] | None:
-        """The waiter of ours a slot we free goes to at once, without waiting for Redis.
+    def _heir(self, lease: Lease) -> tuple[str, _Waiter] | None:
+        """The waiter of ours the slot of `lease` goes to at once, without waiting for Redis.
 
-        Only while ours would be served first anyway (as of our last call, nobody waited
-        or the first in the account's queue was ours), the account was within its cap,
-        and Redis is reachable. The generation's slot passes to the waiter: the count
-        Redis keeps does not change, so no cap is crossed.
+        Only our oldest waiter, once Redis has it queued and it was first in the
+        account's queue as of our last reply (so Redis would serve it next anyway); only
+        while the account was within its cap, no refusal of ours is on its way to lower
+        it, Redis is reachable, and the lease is well within its TTL (one that a stall
+        let expire in Redis frees no slot there). The slot passes to the waiter: the
+        count Redis keeps does not change. One per reply at most: a cap lowered since
+        (by another worker, or a refusal) is then exceeded by one lease at most, for
+        one round trip.
         """
-        if self._outage_since is not None or self._leaving or not self._first_in_line:
-            return None
-        if self._stats.in_use > self._stats.limit:
+        if (
+            self._handed_over
+            or not self._first_in_line
+            or self._outage_since is not None
+            or self._needs_sync
+            or self._leaving
+            or self._stats.in_use > self._stats.limit
+            or (self._cut is not None and not self._cut.sent.is_set())
+            or lease.expires_at - anyio.current_time() < self._lease_ttl / 2
+        ):
             return None
         for token, waiter in self._waiters.items():
             if waiter.epoch is None and waiter.error is None:
-                return token, waiter
+                return (token, waiter) if waiter.queued else None
         return None
 
     async def refresh(self, leases: Sequence[Lease]) -> None:
@@ -703,7 +730,10 @@ class RedisLimiter:
 
     async def _send(self, *operation: str) -> None:
         """`_queue`, then wait until Redis has it (or is found away: kept for later)."""
-        batch = self._queue(*operation)
+        await self._sent(self._queue(*operation))
+
+    @staticmethod
+    async def _sent(batch: _Batch) -> None:
         await batch.sent.wait()
         if batch.error is not None:
             raise batch.error
@@ -719,22 +749,35 @@ class RedisLimiter:
                     self._lost(exc)
                     self._keep_for_later(batch.operations)
                 except Exception as exc:
-                    # Not an outage (a script error, a full Redis...): every caller sees it.
+                    # Not an outage (a script error, a busy Redis...): every caller sees
+                    # it, and what it would have told Redis is told by the next full sync.
                     batch.error = exc
                     for kind, fields in _operations(batch.operations):
                         waiter = self._waiters.get(fields[0]) if kind == "a" else None
                         if waiter is not None:
                             waiter.fail(exc)
+                    self._keep_for_later(batch.operations)
+                    self._needs_sync = True
+                    self._start_keeper()
                 else:
                     self._back()
                     self._on_granted(self._apply(raw))
+                    for kind, fields in _operations(batch.operations):
+                        waiter = self._waiters.get(fields[0]) if kind == "a" else None
+                        if waiter is not None:
+                            waiter.queued = True
                 finally:
                     self._in_flight = None
                     batch.sent.set()
         finally:
             self._sending = False
             if self._batch.operations:  # cancelled (closing) with some still to send
-                self._batch.sent.set()
+                left, self._batch = self._batch, _Batch()
+                left.error = RuntimeError(
+                    "the RedisLimiter was closed before these lease operations reached "
+                    "Redis: their leases expire there after lease_ttl"
+                )
+                left.sent.set()
 
     def _keep_for_later(self, operations: list[str]) -> None:
         """Redis is away: what a lost batch said is said again once it is back.
@@ -792,6 +835,7 @@ class RedisLimiter:
         self._ceiling = reply.ceiling
         self._epoch = reply.epoch
         self._first_in_line = bool(reply.head)
+        self._handed_over = False
         if reply.fresh and self._seen_state and (self._bound or self._claims or self._waiters):
             # Redis lost the account's state (restarted empty): say again what we hold.
             self._needs_sync = True

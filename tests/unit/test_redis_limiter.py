@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import fakeredis
 import pytest
 
@@ -277,6 +278,120 @@ async def test_a_batch_redis_refuses_fails_its_callers_and_waiters(
     with anyio.fail_after(2), pytest.raises(redis.exceptions.ResponseError):
         await limiter.acquire()
     assert not limiter._waiters
+
+
+async def test_a_cap_lowered_by_another_worker_is_passed_by_one_hand_over_at_most(
+    workers: Workers,
+) -> None:
+    old, new = workers(max_pending=4, recheck_interval=30), workers(max_pending=2)
+    held = [await old.acquire() for _ in range(4)]
+    for number, lease in enumerate(held):
+        await old.bind(lease, f"gen-{number}")
+    async with anyio.create_task_group() as group:
+        for _ in range(4):  # the old worker's next submissions, queued, first in line
+            group.start_soon(old.acquire)
+        await until(lambda: old.statistics().waiting == 4)
+        group.start_soon(new.acquire)  # a worker told max_pending=2 starts
+        await until(lambda: new.statistics().waiting == 5)
+        async with anyio.create_task_group() as releases:
+            for lease in held:  # every generation ends at one poll: one reply's view
+                releases.start_soon(partial(old.release, finished=True), lease)
+        limits = await new.account_limits()
+        assert limits.limit == 2
+        assert limits.in_use <= 2, "one hand-over, then Redis decides with the new cap"
+        group.cancel_scope.cancel()
+
+
+async def test_a_lease_that_expired_in_redis_is_not_handed_over(workers: Workers) -> None:
+    stalled, other = workers(max_pending=2, lease_ttl=0.5), workers(max_pending=2)
+    held = await stalled.acquire()
+    await stalled.bind(held, "gen-stalled")
+    await anyio.sleep(0.7)  # no refresh for longer than lease_ttl: Redis reclaims it
+    for number in range(2):  # and the slot goes to another worker
+        await other.bind(await other.acquire(), f"gen-other-{number}")
+    async with anyio.create_task_group() as group:
+        group.start_soon(stalled.acquire)
+        await until(lambda: stalled.statistics().waiting == 1)
+        await stalled.release(held, finished=True)
+        limits = await other.account_limits()
+        assert (limits.in_use, limits.waiting) == (2, 1), "the waiter still waits"
+        group.cancel_scope.cancel()
+
+
+async def test_a_waiter_redis_has_not_queued_yet_takes_no_slot_ahead_of_others(
+    workers: Workers,
+) -> None:
+    first, second = workers(max_pending=1, recheck_interval=30), workers(max_pending=1)
+    held = await first.acquire()
+    await first.bind(held, "gen-1")  # first's last reply: nobody waits
+    order: list[str] = []
+
+    async def take(name: str, limiter: RedisLimiter) -> None:
+        lease = await limiter.acquire()
+        order.append(name)
+        await limiter.release(lease, finished=False)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(take, "second's", second)
+        await until(lambda: second.statistics().waiting == 1)
+        group.start_soon(take, "first's", first)
+        await anyio.lowlevel.checkpoint()  # queued here, not in Redis yet
+        await first.release(held, finished=True)
+    assert order == ["second's", "first's"]
+
+
+async def test_a_hand_over_redis_refuses_is_told_again(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.exceptions
+
+    limiter, other = workers(max_pending=1, lease_ttl=600), workers(max_pending=1)
+    held = await limiter.acquire()
+    await limiter.bind(held, "gen-1")
+    real_eval = limiter._eval
+    busy = [False]
+
+    async def refusing(name: str, *args: Any) -> Any:
+        if busy[0] and name == "batch":
+            raise redis.exceptions.ResponseError("BUSY Redis is busy running a script")
+        return await real_eval(name, *args)
+
+    monkeypatch.setattr(limiter, "_eval", refusing)
+    got: list[Lease] = []
+    async with anyio.create_task_group() as group:
+
+        async def take() -> None:
+            got.append(await limiter.acquire())
+
+        group.start_soon(take)
+        await until(lambda: limiter.statistics().waiting == 1)
+        busy[0] = True
+        with pytest.raises(redis.exceptions.ResponseError):
+            await limiter.release(held, finished=True)
+        busy[0] = False
+    await limiter.bind(got[0], "gen-2")
+    await until(lambda: not limiter._released)
+    limits = await other.account_limits()
+    assert (limits.in_use, limits.bound) == (1, 1), "gen-1 released, gen-2 counted once"
+
+
+async def test_closing_lets_releases_on_their_way_reach_a_slow_redis(
+    workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter, other = workers(max_pending=2), workers(max_pending=2)
+    held = [await limiter.acquire() for _ in range(2)]
+    for number, lease in enumerate(held):
+        await limiter.bind(lease, f"gen-{number}")
+    slow = _SlowRedis(limiter, monkeypatch)
+    slow.held = True
+    async with anyio.create_task_group() as group:
+        for lease in held:
+            group.start_soon(partial(limiter.release, finished=True), lease)
+        await anyio.sleep(0.05)
+        group.start_soon(limiter.aclose)
+        await anyio.sleep(1.5)  # Redis answers after more than a second
+        slow.released.set()
+    assert (await other.account_limits()).in_use == 0
 
 
 async def test_a_slot_passed_on_while_redis_goes_away_is_told_later(
