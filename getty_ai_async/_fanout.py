@@ -633,8 +633,9 @@ class _Engine:
     def _start_submit(self, item: _Item, group: TaskGroup) -> None:
         # Each submit takes its lease in its own task (in `submit`): with a shared
         # limiter a lease costs a round trip, and the feeder must not wait for one before
-        # reading the next input. At most the cap's worth of inputs are open (see
-        # `_feed`), so at most that many wait for a lease, first come first served.
+        # reading the next input. At most the cap's worth of inputs and a few more are
+        # open (see `_feed`), so at most that many wait for a lease, first come first
+        # served.
         item.scope = anyio.CancelScope()
         self._submitting.add(item)
         group.start_soon(self._submit, item)
