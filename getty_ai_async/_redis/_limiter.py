@@ -15,9 +15,9 @@ leases within `lease_ttl` (unless a worker that resumes its journal adopts them 
 
 A slot this worker frees while its own waiter was first in the account's queue (as of
 its last call) goes to that waiter at once, Redis told in the same batch: the count it
-keeps does not change. That is decided on the last reply, so one per reply at most: a
-cap lowered meanwhile (by another worker, or a refusal) is exceeded by one lease at most,
-for one round trip.
+keeps does not change. That is decided on the last reply (the waiter it showed first in
+line), so one per reply at most: a cap lowered meanwhile (by another worker, or a refusal)
+is exceeded by one lease at most, until one of this worker's generations ends.
 
 If Redis goes away mid-run, bound leases stay with their generations (the client keeps
 polling them), releases are kept to send later, and new leases are waited for, retrying
@@ -164,19 +164,18 @@ class _Reply(NamedTuple):
     ceiling: int
     fresh: int
     fixed: int
-    head: int
+    head: str
     fixed_by: str
     extra: list[str]
 
 
 class _Waiter:
-    __slots__ = ("epoch", "error", "event", "queued")
+    __slots__ = ("epoch", "error", "event")
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.epoch: int | None = None
         self.error: BaseException | None = None
-        self.queued = False  # a reply showed Redis has it in the account's queue
 
     def grant(self, epoch: int) -> None:
         if self.epoch is None and self.error is None:
@@ -343,8 +342,7 @@ class RedisLimiter:
         )
         self._ceiling = 0
         self._epoch = 0  # the account's auto-limit epoch as last seen
-        self._first_in_line = False  # nobody waits, or our waiter is first (last seen)
-        self._handed_over = False  # a slot was handed over on what the last reply said
+        self._head = "-"  # our waiter first in the account's queue, as last seen ('-': none)
         self._scripts: dict[str, Any] = {}
         self._listener: BackgroundTask | None = None
         self._subscribed: anyio.Event | None = None  # made on the event loop, in `_ensure`
@@ -537,25 +535,26 @@ class RedisLimiter:
             await self._send("r", lease.token, generation_request_id, flag)
             return
         token, waiter = heir
-        self._handed_over = True
         waiter.grant(self._epoch)
         await self._send("h", lease.token, generation_request_id, flag, token)
 
     def _heir(self, lease: Lease) -> tuple[str, _Waiter] | None:
         """The waiter of ours the slot of `lease` goes to at once, without waiting for Redis.
 
-        Only our oldest waiter, once Redis has it queued and it was first in the
-        account's queue as of our last reply (so Redis would serve it next anyway); only
-        while the account was within its cap, no refusal of ours is on its way to lower
-        it, Redis is reachable, and the lease is well within its TTL (one that a stall
-        let expire in Redis frees no slot there). The slot passes to the waiter: the
-        count Redis keeps does not change. One per reply at most: a cap lowered since
-        (by another worker, or a refusal) is then exceeded by one lease at most, for
-        one round trip.
+        Only the waiter of ours our last reply showed first in the account's queue (so
+        Redis would serve it next anyway), and only while it still waits: one per reply
+        at most. Only while the account was within its cap, no refusal of ours is on its
+        way to lower it, Redis is reachable, and the lease is well within its TTL (one
+        that a stall let expire in Redis frees no slot there). The slot passes to the
+        waiter: the count Redis keeps does not change. A cap lowered since the reply (by
+        another worker, or its refusal) is exceeded by that one lease at most, until one
+        of this worker's generations ends.
         """
+        waiter = self._waiters.get(self._head)
         if (
-            self._handed_over
-            or not self._first_in_line
+            waiter is None
+            or waiter.epoch is not None
+            or waiter.error is not None
             or self._outage_since is not None
             or self._needs_sync
             or self._leaving
@@ -564,10 +563,7 @@ class RedisLimiter:
             or lease.expires_at - anyio.current_time() < self._lease_ttl / 2
         ):
             return None
-        for token, waiter in self._waiters.items():
-            if waiter.epoch is None and waiter.error is None:
-                return (token, waiter) if waiter.queued else None
-        return None
+        return self._head, waiter
 
     async def refresh(self, leases: Sequence[Lease]) -> None:
         ids = [
@@ -750,7 +746,9 @@ class RedisLimiter:
                     self._keep_for_later(batch.operations)
                 except Exception as exc:
                     # Not an outage (a script error, a busy Redis...): every caller sees
-                    # it, and what it would have told Redis is told by the next full sync.
+                    # it. A full sync re-registers what this worker holds and its releases
+                    # are sent again; a refusal or a cancel in it is lost (their leases
+                    # and places expire by themselves).
                     batch.error = exc
                     for kind, fields in _operations(batch.operations):
                         waiter = self._waiters.get(fields[0]) if kind == "a" else None
@@ -762,10 +760,6 @@ class RedisLimiter:
                 else:
                     self._back()
                     self._on_granted(self._apply(raw))
-                    for kind, fields in _operations(batch.operations):
-                        waiter = self._waiters.get(fields[0]) if kind == "a" else None
-                        if waiter is not None:
-                            waiter.queued = True
                 finally:
                     self._in_flight = None
                     batch.sent.set()
@@ -804,8 +798,7 @@ class RedisLimiter:
             ceiling,
             fresh,
             fixed,
-            head,
-        ) = (int(value) for value in fields[:12])
+        ) = (int(value) for value in fields[:11])
         reply = _Reply(
             flag,
             epoch,
@@ -818,7 +811,7 @@ class RedisLimiter:
             ceiling,
             fresh,
             fixed,
-            head,
+            fields[11],
             fields[12],
             fields[13:],
         )
@@ -834,8 +827,7 @@ class RedisLimiter:
         )
         self._ceiling = reply.ceiling
         self._epoch = reply.epoch
-        self._first_in_line = bool(reply.head)
-        self._handed_over = False
+        self._head = reply.head
         if reply.fresh and self._seen_state and (self._bound or self._claims or self._waiters):
             # Redis lost the account's state (restarted empty): say again what we hold.
             self._needs_sync = True

@@ -232,10 +232,10 @@ local function refused(lease_epoch)
 end
 
 local function reply(flag, extra)
-  -- Whether a slot the calling worker frees may go to its own waiter at once: nobody
-  -- waits, or the first in line is its own.
-  local head, first = 1, redis.call('ZRANGE', QUEUE, 0, 0)[1]
-  if first and worker_of(first) ~= WORKER then head = 0 end
+  -- The first in line if it is the calling worker's: a slot that worker frees may go
+  -- to that waiter at once ('-': nobody, or another worker's).
+  local head = redis.call('ZRANGE', QUEUE, 0, 0)[1]
+  if not head or worker_of(head) ~= WORKER then head = '-' end
   local result = {flag, num('epoch', 0), limit(), used(), redis.call('ZCARD', PENDING),
     redis.call('ZCARD', QUEUE), num('refused', 0), num('expired', 0), num('ceiling', 0), FRESH,
     FIXED, head, FIXED_BY}
@@ -256,8 +256,9 @@ end
 #   d ID               a generation already pending (resumed): counted once, whoever held it
 #   x TOKEN FLAG EPOCH a refused submit ('1': a 429 of the pending cap) frees its lease
 #   r TOKEN ID FLAG    released (ID '' if never bound; '1': the service said it finished)
-#   h TOKEN ID FLAG HEIR  released as `r`, its slot handed to HEIR, a waiter of the same
-#                      worker that took it at once (nobody else waited): the count holds
+#   h TOKEN ID FLAG HEIR  released as `r`, its slot handed to HEIR, the worker's waiter
+#                      that a reply showed first in line, which took it at once: the
+#                      count holds
 _BATCH = """
 setup()
 purge()

@@ -78,7 +78,13 @@ async def test_auto_mode_converges_near_an_unknown_cap() -> None:
         stats = sim(client).stats
         assert all(o.ok for o in outcomes), [o.error for o in outcomes if o.error][:3]
         assert stats.submissions == 300
-        assert 8 <= client.limiter.limit <= 12
+        # The cap, learned from its refusals. The limit itself may stand above it when
+        # the run ends, in the middle of a probe (one that a poll lagging behind the
+        # service let through grows until its next refusal).
+        auto = client.limiter._auto
+        assert auto is not None
+        assert auto.ceiling is not None
+        assert 8 <= auto.ceiling <= 12
         # The cap was found, with few refusals (their exact number depends on timing;
         # benchmarks/ measures it: under 1% of 2,000 submissions).
         assert 1 <= stats.rate_limited_pending <= 30

@@ -340,6 +340,36 @@ async def test_a_waiter_redis_has_not_queued_yet_takes_no_slot_ahead_of_others(
     assert order == ["second's", "first's"]
 
 
+async def test_a_waiter_granted_by_a_publish_makes_no_other_waiter_of_ours_first(
+    workers: Workers,
+) -> None:
+    # Queue: ours, theirs, ours. Their release grants our first (by pub/sub); our last
+    # reply still showed ours first, but the one now first is theirs.
+    ours, theirs = workers(max_pending=2, recheck_interval=30), workers(max_pending=2)
+    our_lease, their_lease = await ours.acquire(), await theirs.acquire()
+    await ours.bind(our_lease, "gen-ours")
+    await theirs.bind(their_lease, "gen-theirs")
+    order: list[str] = []
+
+    async def take(name: str, limiter: RedisLimiter) -> None:
+        await limiter.acquire()
+        order.append(name)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(take, "ours 1", ours)
+        await until(lambda: ours.statistics().waiting == 1)
+        group.start_soon(take, "theirs", theirs)
+        await until(lambda: theirs.statistics().waiting == 2)
+        group.start_soon(take, "ours 2", ours)
+        await until(lambda: ours.statistics().waiting == 3)
+        await theirs.release(their_lease, finished=True)
+        await until(lambda: order == ["ours 1"])
+        await ours.release(our_lease, finished=True)
+        await until(lambda: len(order) == 2)
+        group.cancel_scope.cancel()
+    assert order == ["ours 1", "theirs"]
+
+
 async def test_a_hand_over_redis_refuses_is_told_again(
     workers: Workers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
