@@ -26,9 +26,11 @@ class _ClickError(Protocol):
 
     exit_code: int
 
-    def format_message(self) -> str: ...
+    def format_message(self) -> str:
+        """The error's message, as click prints it."""
 
-    def show(self) -> None: ...
+    def show(self) -> None:
+        """Print the error the way click does."""
 
 
 def _click_class(name: str) -> type[Exception]:

@@ -27,8 +27,8 @@ def writable_folder(option: str, folder: Path) -> None:
     except OSError as exc:
         raise UsageError(f"{option} {folder}: cannot create the folder: {_reason(exc)}") from None
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".getty-ai-write-check-"):
-            pass  # creating (and deleting) a file is the check
+        # Creating (and deleting) a file is the check.
+        tempfile.NamedTemporaryFile(dir=folder, prefix=".getty-ai-write-check-").close()
     except OSError as exc:
         raise UsageError(
             f"{option} {folder}: cannot write in this folder: {_reason(exc)}"
@@ -49,8 +49,7 @@ def writable_file(option: str, path: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
-            with path.open("ab"):
-                pass  # opening for append, without writing, is the check
+            path.open("ab").close()  # opening for append, without writing, is the check
         else:
             path.open("xb").close()
             path.unlink()

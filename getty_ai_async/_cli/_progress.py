@@ -96,7 +96,8 @@ class BatchCounts:
 class Reporter(Protocol):
     """Shows a batch as it runs. Raising KeyboardInterrupt from `finished` stops the batch."""
 
-    def start(self, counts: BatchCounts) -> None: ...
+    def start(self, counts: BatchCounts) -> None:
+        """The batch begins; `counts` is updated in place as it runs."""
 
     def refresh(self) -> None:
         """The counters moved (also called a few times a second)."""
@@ -107,7 +108,8 @@ class Reporter(Protocol):
     def note(self, message: str) -> None:
         """Something the user must see now (e.g. how Ctrl-C is being handled)."""
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """The batch ended (or stopped): leave the terminal as it was."""
 
 
 def _short(prompt: str | None) -> str:

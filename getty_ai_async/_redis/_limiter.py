@@ -786,36 +786,9 @@ class RedisLimiter:
 
     def _apply(self, raw: bytes | str) -> _Reply:
         fields = _text(raw).split(" ")
-        (
-            flag,
-            epoch,
-            limit,
-            in_use,
-            bound,
-            waiting,
-            refused,
-            expired,
-            ceiling,
-            fresh,
-            fixed,
-        ) = (int(value) for value in fields[:11])
-        reply = _Reply(
-            flag,
-            epoch,
-            limit,
-            in_use,
-            bound,
-            waiting,
-            refused,
-            expired,
-            ceiling,
-            fresh,
-            fixed,
-            fields[11],
-            fields[12],
-            fields[13:],
-        )
-        if fixed != self._shared_fixed and not self._leaving:
+        # Eleven counters, then the head of the queue, who fixed the cap, and grants.
+        reply = _Reply._make([*map(int, fields[:11]), fields[11], fields[12], fields[13:]])
+        if reply.fixed != self._shared_fixed and not self._leaving:
             self._tell_cap(reply)
         self._stats = LimiterStatistics(
             limit=reply.limit,
